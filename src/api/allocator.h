@@ -1,0 +1,66 @@
+// The allocation API's semantics, once: glibc's rules for every entry point
+// (errno, overflow, alignment, realloc corner cases), on top of the thread
+// heaps and the large-object path. The exported C names (override/, and the
+// strata_* API in c_api.cpp) are one-line forwards to these functions.
+//
+// malloc and free have inline fast paths here so that each exported symbol
+// compiles to the complete fast path with no call in between.
+#ifndef STRATA_API_ALLOCATOR_H
+#define STRATA_API_ALLOCATOR_H
+
+#include <cstddef>
+
+#include "heap/runtime.h"
+#include "heap/thread_heap.h"
+#include "slab/segment.h"
+
+namespace strata::api {
+
+void* malloc_slow(size_t size);
+void free_slow(void* p, const char* function);
+
+// Fast path: a small request served from the current slab's free list.
+inline void* malloc(size_t size) {
+  if (__builtin_expect(size < g_fast.small_limit, 1)) {
+    if (FreeBlock* block = tls_heap->pop(size_class_small(size))) return block;
+  }
+  return malloc_slow(size);
+}
+
+// Fast path: a valid, live block of a slab this thread owns.
+inline void free(void* p) {
+  if (__builtin_expect(g_segment_map.contains(p) && !g_fast.slow_free, 1)) {
+    Slab* slab = slab_of(segment_of(p), p);
+    ThreadHeap* heap = tls_heap;
+    if (slab->owner.load(std::memory_order_relaxed) == heap && slab->is_block_start(p)) {
+      auto* block = static_cast<FreeBlock*>(p);
+      if (block->tag != free_tag(block)) {
+        if (!ThreadHeap::push_local(slab, block)) heap->after_local_free(slab);
+        return;
+      }
+    }
+  }
+  free_slow(p, "free");
+}
+
+void* calloc(size_t count, size_t size);
+void* realloc(void* p, size_t size);
+void* reallocarray(void* p, size_t count, size_t size);
+int posix_memalign(void** out, size_t alignment, size_t size);
+void* aligned_alloc(size_t alignment, size_t size);
+void* memalign(size_t alignment, size_t size);
+void* valloc(size_t size);
+void* pvalloc(size_t size);
+size_t usable_size(const void* p);
+// free with the size (and alignment) the caller believes the block has.
+void free_sized(void* p, size_t size);
+void free_aligned_sized(void* p, size_t alignment, size_t size);
+// Aligned allocation for operator new (alignment is a power of two).
+void* aligned(size_t alignment, size_t size);
+
+// malloc_trim: returns 1 if memory was released.
+int trim(size_t pad);
+
+}  // namespace strata::api
+
+#endif  // STRATA_API_ALLOCATOR_H

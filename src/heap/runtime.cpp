@@ -1,0 +1,185 @@
+// The runtime: start-up, heap pool, thread exit, fork, upkeep (see runtime.h).
+#include "heap/runtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "large/large.h"
+#include "options/options.h"
+#include "platform/lock.h"
+#include "platform/os.h"
+#include "slab/slab_pool.h"
+
+namespace strata {
+
+constinit FastPathState g_fast;
+constinit Secrets g_secrets = {0, 0};
+thread_local ThreadHeap* tls_heap = &g_empty_heap;
+
+namespace runtime {
+namespace {
+
+enum State : int { kUninitialized, kInitializing, kReady };
+constinit std::atomic<int> g_state{kUninitialized};
+constinit pthread_key_t g_thread_key = 0;
+
+// Heaps are never unmapped: a parked heap keeps its slabs for the next thread.
+constinit SpinLock g_heaps_lock;
+constinit ThreadHeap* g_all_heaps = nullptr;
+constinit ThreadHeap* g_parked_heaps = nullptr;
+constinit char* g_heap_arena = nullptr;  // bump region for new heaps
+constinit size_t g_heap_arena_left = 0;
+
+// Upkeep runs at most once per this many slow-path calls of a thread.
+constexpr unsigned kMaintenanceInterval = 256;
+thread_local unsigned tls_slow_calls = 0;
+
+ThreadHeap* new_heap_locked() {
+  constexpr size_t kArenaChunk = 256 * 1024;
+  size_t need = (sizeof(ThreadHeap) + 63) & ~size_t{63};
+  if (g_heap_arena_left < need) {
+    auto* chunk = static_cast<char*>(os::map(kArenaChunk));
+    if (chunk == nullptr) return nullptr;
+    g_heap_arena = chunk;
+    g_heap_arena_left = kArenaChunk;
+  }
+  auto* heap = new (g_heap_arena) ThreadHeap();
+  g_heap_arena += need;
+  g_heap_arena_left -= need;
+  heap->next_all = g_all_heaps;
+  g_all_heaps = heap;
+  return heap;
+}
+
+void park(ThreadHeap* heap) {
+  heap->release_unused();
+  LockGuard guard(g_heaps_lock);
+  heap->in_use = false;
+  heap->next_parked = g_parked_heaps;
+  g_parked_heaps = heap;
+}
+
+// pthread key destructor: the thread is exiting. Later destructors of other
+// keys may still allocate; they get a fresh heap and register again.
+void on_thread_exit(void* value) {
+  auto* heap = static_cast<ThreadHeap*>(value);
+  if (heap == nullptr) return;
+  tls_heap = &g_empty_heap;
+  park(heap);
+}
+
+void update_fast_path() {
+  bool features = g_options.perturb != 0;
+  size_t limit = kLookupMax + 1;
+  size_t threshold = large::mmap_threshold();
+  if (threshold < limit) limit = threshold;
+  g_fast.slow_free = features;
+  __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
+}
+
+// fork: hold every lock across the fork so the child sees consistent state;
+// in the child, the heaps of threads that did not survive are parked.
+constinit bool g_fork_took_heaps_lock = false;
+
+void fork_prepare() {
+  g_fork_took_heaps_lock = !g_heaps_lock.held_by_current_thread();
+  if (g_fork_took_heaps_lock) g_heaps_lock.lock();
+  slab_pool::fork_prepare();
+  large::fork_prepare();
+}
+
+void fork_parent() {
+  large::fork_parent();
+  slab_pool::fork_parent();
+  if (g_fork_took_heaps_lock) g_heaps_lock.unlock();
+}
+
+void fork_child() {
+  large::fork_child();
+  slab_pool::fork_child();
+  g_heaps_lock.reset_after_fork();
+  for (ThreadHeap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    if (heap->in_use && heap != tls_heap) {
+      heap->in_use = false;
+      heap->next_parked = g_parked_heaps;
+      g_parked_heaps = heap;
+    }
+  }
+}
+
+void initialize() {
+  int expected = kUninitialized;
+  if (!g_state.compare_exchange_strong(expected, kInitializing, std::memory_order_acquire)) {
+    while (g_state.load(std::memory_order_acquire) != kReady) sched_yield();
+    return;
+  }
+  os::init(environ);
+  options_init(environ);
+  os::random_bytes(&g_secrets, sizeof g_secrets);
+  g_secrets.list_key |= 1;  // an encoded nullptr is never zero
+  large::init();
+  pthread_key_create(&g_thread_key, on_thread_exit);
+  update_fast_path();
+  g_state.store(kReady, std::memory_order_release);
+  // pthread_atfork may allocate, so it comes after the allocator is ready.
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+}  // namespace
+
+void ensure_ready() {
+  if (__builtin_expect(g_state.load(std::memory_order_acquire) != kReady, 0)) initialize();
+}
+
+ThreadHeap* thread_heap() {
+  ThreadHeap* heap = tls_heap;
+  if (heap != &g_empty_heap) return heap;
+  ensure_ready();
+  {
+    LockGuard guard(g_heaps_lock);
+    heap = g_parked_heaps;
+    if (heap != nullptr)
+      g_parked_heaps = heap->next_parked;
+    else
+      heap = new_heap_locked();
+    if (heap == nullptr) return nullptr;
+    heap->in_use = true;
+  }
+  tls_heap = heap;
+  pthread_setspecific(g_thread_key, heap);
+  return heap;
+}
+
+void options_changed() {
+  large::init();
+  update_fast_path();
+}
+
+void maintenance() {
+  if (++tls_slow_calls % kMaintenanceInterval != 0) return;
+  uint64_t now = os::now_ms();
+  slab_pool::tick(now);
+  large::release_cached(/*only_aged=*/true, now);
+}
+
+size_t trim() {
+  ensure_ready();
+  ThreadHeap* self = tls_heap;
+  if (self != &g_empty_heap) self->release_unused();
+  // Parked heaps have no thread to do this for them.
+  {
+    LockGuard guard(g_heaps_lock);
+    for (ThreadHeap* heap = g_parked_heaps; heap != nullptr; heap = heap->next_parked) {
+      heap->release_unused();
+    }
+  }
+  size_t released = slab_pool::purge_all();
+  released += large::release_cached(/*only_aged=*/false, 0);
+  return released;
+}
+
+}  // namespace runtime
+}  // namespace strata

@@ -1,0 +1,48 @@
+// The runtime: start-up, the calling thread's heap, thread exit, fork, and
+// the periodic upkeep that returns memory to the kernel. Everything that is
+// process-wide state of the allocator (rather than a data structure) is here.
+#ifndef STRATA_HEAP_RUNTIME_H
+#define STRATA_HEAP_RUNTIME_H
+
+#include <atomic>
+#include <cstddef>
+
+#include "heap/thread_heap.h"
+
+namespace strata {
+
+// What the inline fast paths need to know, in one cache line. Before start-up
+// small_limit is 0, so the first allocation takes the slow path and starts
+// the allocator; it is also 0 while a debugging feature (perturb, checks)
+// needs every call to go through the slow path.
+struct alignas(64) FastPathState {
+  size_t small_limit = 0;  // requests below this may use the fast path
+  bool slow_free = true;   // every free must take the slow path
+};
+extern constinit FastPathState g_fast;
+
+// The calling thread's heap: &g_empty_heap until it first allocates.
+extern thread_local ThreadHeap* tls_heap;
+
+namespace runtime {
+
+// Starts the allocator if needed. Safe to call from any thread, any time.
+void ensure_ready();
+
+// The calling thread's heap, creating it if needed; nullptr if out of memory.
+ThreadHeap* thread_heap();
+
+// Re-reads options into the layers after mallopt or strata_option_set.
+void options_changed();
+
+// Periodic upkeep (purging aged memory); called from slow paths.
+void maintenance();
+
+// Returns every unused byte it can to the kernel (malloc_trim). Returns the
+// number of bytes released.
+size_t trim();
+
+}  // namespace runtime
+}  // namespace strata
+
+#endif  // STRATA_HEAP_RUNTIME_H

@@ -1,0 +1,202 @@
+// Thread heaps: the slow paths (see thread_heap.h for the slab states).
+#include "heap/thread_heap.h"
+
+#include "check/report.h"
+#include "slab/slab_pool.h"
+
+namespace strata {
+
+constinit ThreadHeap g_empty_heap;
+
+namespace {
+
+// Carving never touches more than about a page of fresh memory at a time.
+constexpr size_t kCarveBytes = 4096;
+
+bool same_segment(const void* a, const void* b) {
+  return ((reinterpret_cast<uintptr_t>(a) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) == 0;
+}
+
+}  // namespace
+
+FreeBlock* ThreadHeap::corrupted(Slab* slab, FreeBlock* block) {
+  report::corrupted_free_list("malloc", block, slab->block_size);
+  // Continuing (MALLOC_CHECK_=1): the rest of the list cannot be trusted, so
+  // it is dropped; those blocks are lost, the heap stays sound.
+  slab->free = nullptr;
+  slab->free_is_zero = false;
+  return nullptr;
+}
+
+void ThreadHeap::link(Slab* slab) {
+  size_t cls = slab->size_class;
+  slab->prev = nullptr;
+  slab->next = lists_[cls];
+  if (lists_[cls] != nullptr) lists_[cls]->prev = slab;
+  lists_[cls] = slab;
+  slab->listed = true;
+}
+
+void ThreadHeap::unlink(Slab* slab) {
+  size_t cls = slab->size_class;
+  if (slab->prev != nullptr)
+    slab->prev->next = slab->next;
+  else
+    lists_[cls] = slab->next;
+  if (slab->next != nullptr) slab->next->prev = slab->prev;
+  slab->next = slab->prev = nullptr;
+  slab->listed = false;
+}
+
+bool ThreadHeap::collect_remote(Slab* slab) {
+  if (!slab->has_remote_blocks()) return false;
+  uintptr_t taken = slab->remote_free.exchange(0, std::memory_order_acquire);
+  auto* head = reinterpret_cast<FreeBlock*>(taken & ~kNotifyOwner);
+  if (head == nullptr) return false;
+  uint32_t count = 1;
+  FreeBlock* tail = head;
+  for (FreeBlock* next = decode_next(tail->next_encoded); next != nullptr;
+       next = decode_next(tail->next_encoded)) {
+    if (!same_segment(next, tail)) {
+      report::corrupted_free_list("free", tail, slab->block_size);
+      break;  // keep what was verified; the rest is lost
+    }
+    tail = next;
+    ++count;
+  }
+  tail->next_encoded = encode_next(slab->free);
+  slab->free = head;
+  slab->free_is_zero = false;
+  slab->used -= count;
+  return true;
+}
+
+bool ThreadHeap::carve(Slab* slab) {
+  char* from = slab->carve.load(std::memory_order_relaxed);
+  if (from >= slab->end) return false;
+  size_t size = slab->block_size;
+  size_t count = kCarveBytes / size;
+  if (count == 0) count = 1;
+  size_t left = static_cast<size_t>(slab->end - from) / size;
+  if (count > left) count = left;
+  // Link in address order; every carved block carries its free tag, so
+  // freeing one that was never handed out is caught as a double free.
+  FreeBlock* next = slab->free;
+  for (size_t i = count; i-- > 0;) {
+    auto* block = reinterpret_cast<FreeBlock*>(from + i * size);
+    block->next_encoded = encode_next(next);
+    block->tag = free_tag(block);
+    next = block;
+  }
+  if (slab->free == nullptr) slab->free_is_zero = slab->fresh;
+  slab->free = next;
+  slab->carve.store(from + count * size, std::memory_order_relaxed);
+  return true;
+}
+
+bool ThreadHeap::set_aside(Slab* slab) {
+  uintptr_t expected = 0;
+  if (!slab->remote_free.compare_exchange_strong(expected, kNotifyOwner,
+                                                 std::memory_order_acq_rel)) {
+    return false;  // remote frees arrived meanwhile: collect them instead
+  }
+  if (slab->listed) unlink(slab);
+  return true;
+}
+
+void ThreadHeap::retire(Slab* slab) {
+  if (slab->listed) unlink(slab);
+  slab->remote_free.store(0, std::memory_order_relaxed);
+  slab_pool::release(slab);
+}
+
+void ThreadHeap::drain_notified() {
+  if (notified_.load(std::memory_order_relaxed) == nullptr) return;
+  Slab* slab = notified_.exchange(nullptr, std::memory_order_acquire);
+  while (slab != nullptr) {
+    Slab* next = slab->next_notified;
+    if (!slab->listed) link(slab);
+    slab = next;
+  }
+}
+
+void ThreadHeap::notify_slab(Slab* slab) {
+  Slab* head = notified_.load(std::memory_order_relaxed);
+  do {
+    slab->next_notified = head;
+  } while (!notified_.compare_exchange_weak(head, slab, std::memory_order_release,
+                                            std::memory_order_relaxed));
+}
+
+FreeBlock* ThreadHeap::allocate_slow(size_t size_class) {
+  drain_notified();
+  Slab* slab = current_[size_class];
+  for (;;) {
+    if (slab != &g_no_slab) {
+      if (slab->free != nullptr || collect_remote(slab) || carve(slab)) {
+        if (!slab->listed) link(slab);
+        current_[size_class] = slab;
+        return pop(size_class);
+      }
+      if (!set_aside(slab)) continue;  // collect what just arrived
+    }
+    slab = lists_[size_class];
+    if (slab == nullptr) break;
+  }
+  slab = slab_pool::allocate(size_class, this);
+  if (slab == nullptr) {
+    current_[size_class] = &g_no_slab;
+    return nullptr;
+  }
+  link(slab);
+  current_[size_class] = slab;
+  carve(slab);
+  return pop(size_class);
+}
+
+void ThreadHeap::after_local_free(Slab* slab) {
+  size_t cls = slab->size_class;
+  if (slab->used == 0 && slab != current_[cls]) {
+    retire(slab);
+    return;
+  }
+  if (!slab->listed) {
+    // The slab was set aside as exhausted. Take the notification back; if a
+    // remote free got there first, the slab is on notified_ and is linked
+    // when that is drained.
+    uintptr_t expected = kNotifyOwner;
+    if (slab->remote_free.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+      link(slab);
+    }
+  }
+}
+
+void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) {
+  block->tag = free_tag(block);
+  uintptr_t old = slab->remote_free.load(std::memory_order_relaxed);
+  do {
+    block->next_encoded = encode_next(reinterpret_cast<FreeBlock*>(old & ~kNotifyOwner));
+  } while (!slab->remote_free.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(block),
+                                                    std::memory_order_release,
+                                                    std::memory_order_relaxed));
+  // The owner set this slab aside and cannot see it until told. Our block
+  // keeps the slab alive (used > 0), so reading its owner here is safe.
+  if (old & kNotifyOwner) slab->owner.load(std::memory_order_relaxed)->notify_slab(slab);
+}
+
+void ThreadHeap::release_unused() {
+  drain_notified();
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    for (Slab* slab = lists_[cls]; slab != nullptr;) {
+      Slab* next = slab->next;
+      collect_remote(slab);
+      if (slab->used == 0) {
+        if (current_[cls] == slab) current_[cls] = &g_no_slab;
+        retire(slab);
+      }
+      slab = next;
+    }
+  }
+}
+
+}  // namespace strata

@@ -1,0 +1,113 @@
+// Thread heaps: each thread allocates from slabs it owns, one current slab
+// per size class, with no lock and no atomic read-modify-write. A block freed
+// by its owner goes straight back on its slab's free list; a block freed by
+// any other thread is pushed onto the slab's remote list (one CAS) and the
+// owner collects it when the slab runs dry.
+//
+// Slab states seen from the owner (for each size class):
+//   current      the slab the fast path allocates from (also listed)
+//   listed       may have free blocks; the refill path looks here next
+//   set aside    exhausted; remote_free carries kNotifyOwner, and the first
+//                remote free pushes it on the heap's `notified` stack
+// An empty slab (used == 0) that is not current goes back to the slab pool.
+//
+// A thread's heap lives until the thread exits; then it is parked in the heap
+// pool with its slabs and handed whole to the next new thread.
+#ifndef STRATA_HEAP_THREAD_HEAP_H
+#define STRATA_HEAP_THREAD_HEAP_H
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "sizeclass/size_classes.h"
+#include "slab/segment.h"
+#include "slab/slab.h"
+
+namespace strata {
+
+class ThreadHeap {
+ public:
+  constexpr ThreadHeap() {
+    for (auto& slab : current_) slab = &g_no_slab;
+  }
+
+  // Fast path: a block of class `size_class` or nullptr when the current
+  // slab has no free block (the caller then takes the slow path).
+  // Budget: about 12 instructions.
+  FreeBlock* pop(size_t size_class) {
+    Slab* slab = current_[size_class];
+    FreeBlock* block = slab->free;
+    if (__builtin_expect(block == nullptr, 0)) return nullptr;
+    FreeBlock* next = decode_next(block->next_encoded);
+    // A link leaving its segment was not written by us.
+    if (__builtin_expect(
+            ((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(block)) >>
+             kSegmentShift) != 0 &&
+                next != nullptr,
+            0)) {
+      return corrupted(slab, block);
+    }
+    slab->free = next;
+    block->tag = 0;
+    ++slab->used;
+    return block;
+  }
+
+  // Fast path for a block owned by this heap (slab->owner == this), already
+  // validated. Returns false when the slow path must follow up (the slab was
+  // exhausted or is now empty); the block is freed either way.
+  // Budget: about 10 instructions.
+  static bool push_local(Slab* slab, FreeBlock* block) {
+    FreeBlock* head = slab->free;
+    block->next_encoded = encode_next(head);
+    block->tag = free_tag(block);
+    slab->free = block;
+    slab->free_is_zero = false;
+    return --slab->used != 0 && head != nullptr;
+  }
+
+  // Slow paths.
+  FreeBlock* allocate_slow(size_t size_class);  // nullptr: out of memory
+  void after_local_free(Slab* slab);            // push_local returned false
+  static void push_remote(Slab* slab, FreeBlock* block);
+
+  // The slab the next allocation of this class comes from (for calloc's
+  // zero knowledge).
+  Slab* current(size_t size_class) const { return current_[size_class]; }
+
+  // Collects remote frees and gives every empty slab back to the pool,
+  // including current ones (thread exit, trim).
+  void release_unused();
+
+  // Called by a remote thread whose free hit a set-aside slab.
+  void notify_slab(Slab* slab);
+
+  // Links for the heap pool (heap_pool.cpp).
+  ThreadHeap* next_all = nullptr;     // every heap ever created
+  ThreadHeap* next_parked = nullptr;  // parked heaps
+  bool in_use = false;
+
+ private:
+  FreeBlock* corrupted(Slab* slab, FreeBlock* block);
+  bool collect_remote(Slab* slab);
+  bool carve(Slab* slab);
+  void link(Slab* slab);
+  void unlink(Slab* slab);
+  bool set_aside(Slab* slab);
+  void retire(Slab* slab);
+  void drain_notified();
+
+  Slab* current_[kNumClasses] = {};
+  Slab* lists_[kNumClasses] = {};
+  std::atomic<Slab*> notified_{nullptr};
+};
+
+// The heap of threads that have not allocated yet: every current slab is the
+// sentinel, so its fast path always falls through to the slow path, which
+// gives the thread a real heap.
+extern constinit ThreadHeap g_empty_heap;
+
+}  // namespace strata
+
+#endif  // STRATA_HEAP_THREAD_HEAP_H

@@ -1,0 +1,86 @@
+// The platform layer: every request strata makes of the Linux kernel for
+// memory goes through these functions, and only through them.
+//
+// Vocabulary: a *page* is the kernel's page. Address space is *reserved*
+// (mapped PROT_NONE: no memory, no commit charge), *committed* (made
+// accessible; under strict overcommit this is where the kernel charges it),
+// *purged* (contents dropped, physical memory returned, still committed) and
+// *decommitted* (back to reserved). See
+// Documentation/mm/overcommit-accounting.rst in the kernel tree: private
+// writable mappings are charged when vm.overcommit_memory=2, PROT_NONE ones
+// are not.
+#ifndef STRATA_PLATFORM_OS_H
+#define STRATA_PLATFORM_OS_H
+
+#include <cstddef>
+#include <cstdint>
+
+namespace strata::os {
+
+// What the kernel told us at start-up. Read-only after os::init().
+struct Capabilities {
+  size_t page_size = 4096;
+  // vm.overcommit_memory: 0 heuristic, 1 always, 2 strict (never overcommit).
+  int overcommit_mode = 0;
+  // True when committing must be explicit (strict mode): reserved space is
+  // PROT_NONE and mprotect'ed on demand. Otherwise reservations are made
+  // writable at once and the kernel commits lazily on first touch.
+  bool explicit_commit = false;
+};
+
+extern Capabilities g_caps;
+
+// Reads page size and overcommit mode. STRATA_OVERCOMMIT=strict|lazy in the
+// environment overrides the kernel's mode (for testing the strict path).
+void init(char** envp);
+
+// Reserves `size` bytes aligned to `alignment` (a power of two >= page size).
+// The range is committed too unless g_caps.explicit_commit. nullptr on failure.
+void* reserve_aligned(size_t size, size_t alignment);
+// Makes [p, p+size) usable. Returns false (and changes nothing) when the
+// kernel refuses the commit charge.
+bool commit(void* p, size_t size);
+// Returns the physical memory of [p, p+size) to the kernel; the range reads
+// as zero afterwards. Under explicit commit the range is also decommitted.
+void purge(void* p, size_t size);
+// Unmaps a range obtained from reserve_aligned or map.
+void release(void* p, size_t size);
+
+// Maps `size` committed, zero-filled bytes (for large blocks and metadata).
+void* map(size_t size);
+// Maps `size` committed bytes starting at a multiple of `alignment` (a power
+// of two); the mapping is exactly [result, result+size).
+void* map_aligned(size_t size, size_t alignment);
+// Grows or shrinks a mapping, moving it if needed (mremap MAYMOVE).
+void* remap(void* p, size_t old_size, size_t new_size);
+// Shrinks a mapping in place (the tail is unmapped). Never fails.
+void shrink(void* p, size_t old_size, size_t new_size);
+
+// Data segment (brk). Returns the old break, or nullptr when the kernel says
+// no (RLIMIT_DATA, a mapping in the way).
+void* sbrk(intptr_t increment);
+
+// Save/restore errno around calls that must not change it (free).
+class ErrnoGuard {
+ public:
+  ErrnoGuard();
+  ~ErrnoGuard();
+  ErrnoGuard(const ErrnoGuard&) = delete;
+  ErrnoGuard& operator=(const ErrnoGuard&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Monotonic milliseconds, cheap (vDSO coarse clock).
+uint64_t now_ms();
+
+// Bytes of fresh randomness (getrandom, falling back to AT_RANDOM and time).
+void random_bytes(void* out, size_t size);
+
+// Writes all of buf to fd, retrying on EINTR; no allocation.
+void write_all(int fd, const char* buf, size_t size);
+
+}  // namespace strata::os
+
+#endif  // STRATA_PLATFORM_OS_H

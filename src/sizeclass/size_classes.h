@@ -1,0 +1,115 @@
+// Size classes: the block sizes small requests are rounded up to, and the
+// shape of the slab each class is carved from.
+//
+//   16 .. 128 bytes       every 16 bytes           (8 classes)
+//   129 B .. 128 KiB      4 classes per doubling   (40 classes)
+//
+// With four classes per doubling a request wastes at most 20% of its block
+// (e.g. 129 B in 160 B); `strata --size-classes` prints the table with each
+// class's worst-case and slab-tail waste. Everything here is constexpr so the
+// fast path's lookup is a table read or a few bit operations.
+#ifndef STRATA_SIZECLASS_SIZE_CLASSES_H
+#define STRATA_SIZECLASS_SIZE_CLASSES_H
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace strata {
+
+// The allocator's unit of address space inside a segment. Slabs are made of
+// 1, 2, 4, 8 or 16 consecutive units.
+inline constexpr size_t kUnitShift = 16;
+inline constexpr size_t kUnitSize = size_t{1} << kUnitShift;  // 64 KiB
+inline constexpr size_t kMaxSlabUnits = 16;
+
+inline constexpr size_t kMinAlign = 16;
+inline constexpr size_t kNumClasses = 48;
+inline constexpr size_t kMaxSmallSize = 128 * 1024;
+// Requests up to this size find their class with one table load.
+inline constexpr size_t kLookupMax = 1024;
+
+struct SizeClassInfo {
+  uint32_t block_size;
+  uint32_t slab_units;  // slab size = slab_units * kUnitSize
+  uint32_t capacity;    // blocks per slab
+};
+
+namespace detail {
+
+constexpr uint32_t class_block_size(size_t cls) {
+  if (cls < 8) return static_cast<uint32_t>((cls + 1) * 16);
+  size_t group = (cls - 8) / 4;  // 0 => (128, 256], 1 => (256, 512], ...
+  size_t step = size_t{32} << group;
+  size_t base = size_t{128} << group;
+  return static_cast<uint32_t>(base + ((cls - 8) % 4 + 1) * step);
+}
+
+// The smallest slab (in units) holding at least 8 blocks with at most 1/8 of
+// it left over at the tail; the largest classes settle for 16 units.
+constexpr uint32_t class_slab_units(uint32_t block_size) {
+  for (uint32_t units = 1; units < kMaxSlabUnits; units *= 2) {
+    size_t bytes = units * kUnitSize;
+    size_t blocks = bytes / block_size;
+    size_t tail = bytes - blocks * block_size;
+    if (blocks >= 8 && tail * 8 <= bytes) return units;
+  }
+  return kMaxSlabUnits;
+}
+
+constexpr std::array<SizeClassInfo, kNumClasses> make_class_table() {
+  std::array<SizeClassInfo, kNumClasses> table{};
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    uint32_t size = class_block_size(cls);
+    uint32_t units = class_slab_units(size);
+    table[cls] = {size, units, static_cast<uint32_t>(units * kUnitSize / size)};
+  }
+  return table;
+}
+
+constexpr std::array<uint8_t, kLookupMax / 16 + 1> make_lookup_table();
+
+}  // namespace detail
+
+inline constexpr std::array<SizeClassInfo, kNumClasses> kSizeClasses = detail::make_class_table();
+
+// Class of a request of 129 .. kMaxSmallSize bytes, by arithmetic: the
+// position of the highest bit picks the doubling, the next two bits the
+// quarter within it.
+constexpr size_t size_class_computed(size_t size) {
+  size_t s = size - 1;
+  size_t log2 = 63 - static_cast<size_t>(__builtin_clzll(s));  // >= 7
+  return 8 + (log2 - 7) * 4 + ((s >> (log2 - 2)) & 3);
+}
+
+namespace detail {
+constexpr std::array<uint8_t, kLookupMax / 16 + 1> make_lookup_table() {
+  std::array<uint8_t, kLookupMax / 16 + 1> table{};
+  for (size_t i = 0; i < table.size(); ++i) {
+    size_t size = i * 16;
+    table[i] = static_cast<uint8_t>(size <= 128 ? (size == 0 ? 0 : size / 16 - 1)
+                                                : size_class_computed(size));
+  }
+  return table;
+}
+}  // namespace detail
+
+inline constexpr std::array<uint8_t, kLookupMax / 16 + 1> kClassLookup =
+    detail::make_lookup_table();
+
+// Fast path: size <= kLookupMax.
+inline size_t size_class_small(size_t size) { return kClassLookup[(size + 15) >> 4]; }
+
+// Any size <= kMaxSmallSize.
+inline size_t size_class_of(size_t size) {
+  return size <= kLookupMax ? size_class_small(size) : size_class_computed(size);
+}
+
+static_assert(kSizeClasses[kNumClasses - 1].block_size == kMaxSmallSize);
+static_assert(kSizeClasses[8].block_size == 160 && kSizeClasses[11].block_size == 256);
+static_assert(size_class_computed(129) == 8 && size_class_computed(256) == 11 &&
+              size_class_computed(257) == 12 && size_class_computed(kMaxSmallSize) == 47);
+
+}  // namespace strata
+
+#endif  // STRATA_SIZECLASS_SIZE_CLASSES_H

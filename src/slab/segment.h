@@ -1,0 +1,86 @@
+// Segments: 4 MiB-aligned regions of reserved address space, each split into
+// 64 units of 64 KiB. Unit 0 holds the segment header (only its first pages
+// are ever committed); units 1..63 are handed out as slabs.
+//
+//   segment (4 MiB, aligned)
+//   +---------------+--------+--------+-----------------+--- ... ---+
+//   | header unit 0 | slab (1 unit)   | slab (4 units, aligned)     |
+//   | descriptors   |        |        |                 |           |
+//   +---------------+--------+--------+-----------------+--- ... ---+
+//
+// From any block pointer: segment = p & ~(4 MiB - 1), unit = bits 16..21 of
+// p, slab = segment->unit_slab[unit]. The segment map (one bit per 4 MiB of
+// address space) says whether an address lies in a strata segment at all, so
+// free() can tell its own blocks from foreign pointers before reading them.
+#ifndef STRATA_SLAB_SEGMENT_H
+#define STRATA_SLAB_SEGMENT_H
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "sizeclass/size_classes.h"
+#include "slab/slab.h"
+
+namespace strata {
+
+inline constexpr size_t kSegmentShift = 22;
+inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
+inline constexpr size_t kUnitsPerSegment = kSegmentSize / kUnitSize;  // 64
+static_assert(kUnitsPerSegment == 64, "unit masks are 64-bit words");
+
+struct Segment {
+  Slab* unit_slab[kUnitsPerSegment];  // the slab covering each unit, or &g_no_slab
+  Slab slabs[kUnitsPerSegment];       // descriptor of the slab starting at unit i
+  uint64_t free_units = 0;            // units in no slab (bit 0, the header, never)
+  uint64_t dirty_units = 0;           // free units that may still hold resident memory
+  uint64_t aged_dirty_units = 0;      // dirty already at the last purge tick
+  uint64_t committed_units = 0;       // explicit-commit mode: units now committed
+  Segment* next = nullptr;            // in the pool's segment list
+  Segment* prev = nullptr;
+  bool from_brk = false;  // carved from the data segment rather than mmap
+  uint32_t slabs_in_use = 0;
+
+  char* unit_address(size_t unit) { return reinterpret_cast<char*>(this) + unit * kUnitSize; }
+};
+
+inline Segment* segment_of(const void* p) {
+  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
+}
+
+inline Slab* slab_of(const Segment* segment, const void* p) {
+  return segment
+      ->unit_slab[(reinterpret_cast<uintptr_t>(p) >> kUnitShift) & (kUnitsPerSegment - 1)];
+}
+
+// One bit per possible segment of the 47-bit user address space (4 MiB of
+// zero-initialised data; only the words covering used address space are
+// ever touched).
+class SegmentMap {
+ public:
+  static constexpr size_t kAddressBits = 47;
+  static constexpr size_t kWords = (size_t{1} << (kAddressBits - kSegmentShift)) / 64;
+
+  bool contains(const void* p) const {
+    uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
+    if (index >= kWords * 64) return false;
+    return (words_[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1;
+  }
+  void insert(const Segment* segment) {
+    uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
+    words_[index / 64].fetch_or(uint64_t{1} << (index % 64), std::memory_order_release);
+  }
+  void erase(const Segment* segment) {
+    uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
+    words_[index / 64].fetch_and(~(uint64_t{1} << (index % 64)), std::memory_order_release);
+  }
+
+ private:
+  std::atomic<uint64_t> words_[kWords] = {};
+};
+
+extern SegmentMap g_segment_map;
+
+}  // namespace strata
+
+#endif  // STRATA_SLAB_SEGMENT_H

@@ -1,0 +1,104 @@
+// Slabs: a run of units inside a segment, carved into blocks of one size
+// class. This header holds the slab descriptor and the encoded free lists
+// that both the owning thread and remote freeing threads use.
+//
+// Invariants (per slab, from the owner's point of view):
+//   capacity == used + length(free) + (end - carve) / block_size
+//   blocks in remote_free are counted in `used` until the owner collects them
+//   a free block's second word equals free_tag(block); a handed-out block's
+//   second word is anything else (malloc clears it), which is how a double
+//   free is recognised without a header.
+#ifndef STRATA_SLAB_SLAB_H
+#define STRATA_SLAB_SLAB_H
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "sizeclass/size_classes.h"
+
+namespace strata {
+
+class ThreadHeap;
+
+// Per-process secrets: free-list links and free tags are XORed with them so
+// that an overflow writing plain pointers cannot forge allocator metadata.
+struct Secrets {
+  uintptr_t list_key;
+  uintptr_t tag_key;
+};
+extern constinit Secrets g_secrets;
+
+struct FreeBlock {
+  uintptr_t next_encoded;
+  uintptr_t tag;
+};
+
+inline uintptr_t free_tag(const void* block) {
+  return reinterpret_cast<uintptr_t>(block) ^ g_secrets.tag_key;
+}
+inline uintptr_t encode_next(const FreeBlock* next) {
+  return reinterpret_cast<uintptr_t>(next) ^ g_secrets.list_key;
+}
+inline FreeBlock* decode_next(uintptr_t encoded) {
+  return reinterpret_cast<FreeBlock*>(encoded ^ g_secrets.list_key);
+}
+
+// Bit 0 of Slab::remote_free: the owner has set the slab aside as exhausted
+// and wants to hear of the next remote free (see ThreadHeap::notify_slab).
+inline constexpr uintptr_t kNotifyOwner = 1;
+
+struct Slab {
+  // --- Owner thread only; the fast paths touch these. ---
+  FreeBlock* free = nullptr;  // blocks ready to hand out
+  uint32_t used = 0;          // blocks handed out or waiting in remote_free
+  uint32_t block_size = 0;
+  // nullptr: not a live slab (a sentinel or retired). Atomic because a
+  // remote free reads it while the pool may be reassigning a dead slab.
+  std::atomic<ThreadHeap*> owner{nullptr};
+  char* start = nullptr;              // first block
+  std::atomic<char*> carve{nullptr};  // first block never handed out (grows only)
+  uint64_t div_magic = 0;             // (offset * div_magic) >> 40 == offset / block_size
+  bool free_is_zero = false;          // every block in `free` is zero but for its link word
+  bool fresh = false;                 // [carve, end) is known to be zero
+  bool listed = false;                // on the owner's list for its class
+  uint8_t size_class = 0;
+  uint8_t units = 0;
+  uint8_t first_unit = 0;
+  uint32_t capacity = 0;
+  char* end = nullptr;  // start + capacity * block_size
+  Slab* next = nullptr;
+  Slab* prev = nullptr;
+
+  // --- Shared with other threads. ---
+  alignas(64) std::atomic<uintptr_t> remote_free{0};  // FreeBlock* | kNotifyOwner
+  Slab* next_notified = nullptr;                      // link in the owner's notify stack
+
+  // True if p is the start of a block of this slab that was handed out at
+  // some point (it may be free now; the tag tells).
+  bool is_block_start(const void* p) const {
+    uintptr_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
+    uint64_t index = (offset * div_magic) >> 40;
+    return reinterpret_cast<const char*>(p) < carve.load(std::memory_order_relaxed) &&
+           index * block_size == offset;
+  }
+
+  bool has_remote_blocks() const {
+    return (remote_free.load(std::memory_order_relaxed) & ~kNotifyOwner) != 0;
+  }
+};
+
+// offset / block_size for offset < 4 MiB and block_size <= 128 KiB, exactly:
+// the error of the fixed-point reciprocal, below 2^22 / 2^40, is smaller than
+// the smallest non-zero fraction 1 / block_size, so it never carries.
+inline uint64_t block_div_magic(uint32_t block_size) {
+  return ((uint64_t{1} << 40) / block_size) + 1;
+}
+
+// The descriptor every unit that belongs to no slab points to: its owner is
+// nullptr, so a free landing there fails the owner check and is diagnosed.
+extern Slab g_no_slab;
+
+}  // namespace strata
+
+#endif  // STRATA_SLAB_SLAB_H
