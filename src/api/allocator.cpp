@@ -92,7 +92,7 @@ void release_small(Slab* slab, void* p) {
   auto* block = static_cast<FreeBlock*>(p);
   ThreadHeap* heap = tls_heap;
   if (slab->owner.load(std::memory_order_relaxed) == heap) {
-    if (!ThreadHeap::push_local(slab, block)) heap->after_local_free(slab);
+    heap->free_local(slab, block);
   } else {
     ThreadHeap::push_remote(slab, block);
   }

@@ -35,8 +35,7 @@ inline void free(void* p) {
     if (slab->owner.load(std::memory_order_relaxed) == heap && slab->is_block_start(p)) {
       auto* block = static_cast<FreeBlock*>(p);
       if (block->tag != free_tag(block)) {
-        if (!ThreadHeap::push_local(slab, block)) heap->after_local_free(slab);
-        return;
+        return heap->free_local(slab, block);
       }
     }
   }

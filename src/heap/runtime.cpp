@@ -17,7 +17,7 @@ namespace strata {
 
 constinit FastPathState g_fast;
 constinit Secrets g_secrets = {0, 0};
-thread_local ThreadHeap* tls_heap = &g_empty_heap;
+constinit thread_local ThreadHeap* tls_heap = &g_empty_heap;
 
 namespace runtime {
 namespace {

@@ -22,7 +22,7 @@ struct alignas(64) FastPathState {
 extern constinit FastPathState g_fast;
 
 // The calling thread's heap: &g_empty_heap until it first allocates.
-extern thread_local ThreadHeap* tls_heap;
+extern constinit thread_local ThreadHeap* tls_heap;
 
 namespace runtime {
 
