@@ -5,7 +5,7 @@
 //   129 B .. 128 KiB      4 classes per doubling   (40 classes)
 //
 // With four classes per doubling a request wastes at most 20% of its block
-// (e.g. 129 B in 160 B); `strata --size-classes` prints the table with each
+// (e.g. 129 B in 160 B); `strata size-classes` prints the table with each
 // class's worst-case and slab-tail waste. Everything here is constexpr so the
 // fast path's lookup is a table read or a few bit operations.
 #ifndef STRATA_SIZECLASS_SIZE_CLASSES_H
