@@ -63,6 +63,14 @@ void* allocate(size_t size, bool zero) {
   return p;
 }
 
+// p is in no segment and not a live large block.
+void report_unknown_large(const char* function, const void* p) {
+  if (size_t freed = large::recently_freed_size(p))
+    report::double_free(function, p, freed);
+  else
+    report::invalid_pointer(function, p);
+}
+
 // What a pointer handed to free/realloc/malloc_usable_size refers to.
 struct BlockRef {
   Slab* slab = nullptr;  // the block's slab, or nullptr for a large block
@@ -83,7 +91,7 @@ BlockRef find_block(const void* p, const char* function) {
     return {slab, slab->block_size};
   }
   size_t size = large::usable_size(p);
-  if (size == 0) report::invalid_pointer(function, p);
+  if (size == 0) report_unknown_large(function, p);
   return {nullptr, size};
 }
 
@@ -116,7 +124,7 @@ void free_slow(void* p, const char* function) {
     size_t size = large::usable_size(p);
     if (size != 0) perturb_freed(p, size);
   }
-  if (large::deallocate(p) == 0) report::invalid_pointer(function, p);
+  if (large::deallocate(p) == 0) report_unknown_large(function, p);
 }
 
 void* calloc(size_t count, size_t size) {

@@ -101,7 +101,16 @@ struct CachedBlock {
 };
 constexpr size_t kCacheSlots = 16;
 
+// The last few freed large blocks, to name a double free as such.
+struct FreedBlock {
+  uintptr_t address;
+  size_t size;
+};
+constexpr size_t kFreedHistory = 64;
+
 constinit SpinLock g_lock;
+constinit FreedBlock g_freed[kFreedHistory] = {};
+constinit size_t g_freed_next = 0;
 constinit Registry g_registry;
 constinit CachedBlock g_cache[kCacheSlots] = {};
 constinit size_t g_cache_count = 0;
@@ -243,6 +252,7 @@ size_t deallocate(void* p) {
     g_registry.erase(slot);
     account(block, false);
     size = block.size;
+    g_freed[g_freed_next++ % kFreedHistory] = FreedBlock{block.address, block.size};
     if (block.mapped) {
       unmap.add(block.address, block.size);
       if (g_options.mmap_threshold_dynamic && block.size > g_threshold &&
@@ -256,6 +266,14 @@ size_t deallocate(void* p) {
   }
   unmap.run();
   return size;
+}
+
+size_t recently_freed_size(const void* p) {
+  LockGuard guard(g_lock);
+  for (const FreedBlock& freed : g_freed) {
+    if (freed.address == reinterpret_cast<uintptr_t>(p)) return freed.size;
+  }
+  return 0;
 }
 
 size_t usable_size(const void* p) {

@@ -28,6 +28,11 @@ void* allocate(size_t size, size_t alignment, bool zero);
 // (the caller reports the invalid free).
 size_t deallocate(void* p);
 
+// If p was a large block freed recently (it is not live now), its size; else
+// 0. Lets a second free be reported as a double free rather than as a
+// pointer strata never returned.
+size_t recently_freed_size(const void* p);
+
 // Usable size of a live large block, 0 if p is not one.
 size_t usable_size(const void* p);
 
