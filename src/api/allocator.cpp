@@ -80,7 +80,10 @@ struct BlockRef {
 BlockRef find_block(const void* p, const char* function) {
   if (g_segment_map.contains(p)) {
     Slab* slab = slab_of(segment_of(p), p);
-    if (slab->owner.load(std::memory_order_relaxed) == nullptr || !slab->is_block_start(p)) {
+    // Other threads' slabs are checked against the grid only: their carve
+    // pointer belongs to their owner.
+    ThreadHeap* owner = slab->owner;
+    if (owner == nullptr || !(owner == tls_heap ? slab->is_block_start(p) : slab->is_on_grid(p))) {
       report::invalid_pointer(function, p);
       return {};
     }
@@ -99,7 +102,7 @@ void release_small(Slab* slab, void* p) {
   perturb_freed(p, slab->block_size);
   auto* block = static_cast<FreeBlock*>(p);
   ThreadHeap* heap = tls_heap;
-  if (slab->owner.load(std::memory_order_relaxed) == heap) {
+  if (slab->owner == heap) {
     heap->free_local(slab, block);
   } else {
     ThreadHeap::push_remote(slab, block);
@@ -108,9 +111,9 @@ void release_small(Slab* slab, void* p) {
 
 }  // namespace
 
-void* malloc_slow(size_t size) { return allocate(size, /*zero=*/false); }
+void* malloc_slow(size_t size) noexcept { return allocate(size, /*zero=*/false); }
 
-void free_slow(void* p, const char* function) {
+void free_slow(void* p, const char* function) noexcept {
   if (p == nullptr) return;
   os::ErrnoGuard keep_errno;  // free never changes errno, even when unmapping
   runtime::ensure_ready();
@@ -127,13 +130,13 @@ void free_slow(void* p, const char* function) {
   if (large::deallocate(p) == 0) report_unknown_large(function, p);
 }
 
-void* calloc(size_t count, size_t size) {
+void* calloc(size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   return allocate(total, /*zero=*/true);
 }
 
-void* realloc(void* p, size_t size) {
+void* realloc(void* p, size_t size) noexcept {
   if (p == nullptr) return malloc(size);
   if (size == 0) {  // glibc frees and returns NULL
     free_slow(p, "realloc");
@@ -160,13 +163,13 @@ void* realloc(void* p, size_t size) {
   return q;
 }
 
-void* reallocarray(void* p, size_t count, size_t size) {
+void* reallocarray(void* p, size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   return realloc(p, total);
 }
 
-void* aligned(size_t alignment, size_t size) {
+void* aligned(size_t alignment, size_t size) noexcept {
   if (alignment <= kMinAlign) return malloc(size);
   if (too_large(size)) return fail_nomem();
   runtime::ensure_ready();
@@ -187,7 +190,7 @@ void* aligned(size_t alignment, size_t size) {
   return p;
 }
 
-int posix_memalign(void** out, size_t alignment, size_t size) {
+int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
   if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) return EINVAL;
   os::ErrnoGuard keep_errno;  // posix_memalign reports through its result only
   void* p = aligned(alignment, size);
@@ -196,7 +199,7 @@ int posix_memalign(void** out, size_t alignment, size_t size) {
   return 0;
 }
 
-void* memalign(size_t alignment, size_t size) {
+void* memalign(size_t alignment, size_t size) noexcept {
   // glibc: alignments above half the address space are invalid; others that
   // are not a power of two are rounded up to the next one.
   if (alignment > SIZE_MAX / 2 + 1) {
@@ -208,14 +211,14 @@ void* memalign(size_t alignment, size_t size) {
   return aligned(alignment, size);
 }
 
-void* aligned_alloc(size_t alignment, size_t size) { return memalign(alignment, size); }
+void* aligned_alloc(size_t alignment, size_t size) noexcept { return memalign(alignment, size); }
 
-void* valloc(size_t size) {
+void* valloc(size_t size) noexcept {
   runtime::ensure_ready();
   return aligned(os::g_caps.page_size, size);
 }
 
-void* pvalloc(size_t size) {
+void* pvalloc(size_t size) noexcept {
   runtime::ensure_ready();
   size_t page = os::g_caps.page_size;
   size_t rounded;
@@ -224,16 +227,16 @@ void* pvalloc(size_t size) {
   return aligned(page, rounded == 0 ? page : rounded);
 }
 
-size_t usable_size(const void* p) {
+size_t usable_size(const void* p) noexcept {
   if (p == nullptr) return 0;
   runtime::ensure_ready();
   return find_block(p, "malloc_usable_size").size;
 }
 
-void free_sized(void* p, size_t /*size*/) { free(p); }
+void free_sized(void* p, size_t /*size*/) noexcept { free(p); }
 
-void free_aligned_sized(void* p, size_t /*alignment*/, size_t /*size*/) { free(p); }
+void free_aligned_sized(void* p, size_t /*alignment*/, size_t /*size*/) noexcept { free(p); }
 
-int trim(size_t /*pad*/) { return runtime::trim() != 0 ? 1 : 0; }
+int trim(size_t /*pad*/) noexcept { return runtime::trim() != 0 ? 1 : 0; }
 
 }  // namespace strata::api

@@ -16,11 +16,11 @@
 
 namespace strata::api {
 
-void* malloc_slow(size_t size);
-void free_slow(void* p, const char* function);
+void* malloc_slow(size_t size) noexcept;
+void free_slow(void* p, const char* function) noexcept;
 
 // Fast path: a small request served from the current slab's free list.
-inline void* malloc(size_t size) {
+inline void* malloc(size_t size) noexcept {
   if (__builtin_expect(size < g_fast.small_limit, 1)) {
     if (FreeBlock* block = tls_heap->pop(size_class_small(size))) return block;
   }
@@ -28,13 +28,14 @@ inline void* malloc(size_t size) {
 }
 
 // Fast path: a valid, live block of a slab this thread owns.
-inline void free(void* p) {
-  if (__builtin_expect(g_segment_map.contains(p) && !g_fast.slow_free, 1)) {
+inline void free(void* p) noexcept {
+  uintptr_t index = SegmentMap::index_of(p);
+  if (__builtin_expect(index < g_fast.free_index_limit && g_segment_map.contains_index(index), 1)) {
     Slab* slab = slab_of(segment_of(p), p);
     ThreadHeap* heap = tls_heap;
-    if (slab->owner.load(std::memory_order_relaxed) == heap && slab->is_block_start(p)) {
+    if (slab->owner == heap && slab->is_block_start(p)) {
       auto* block = static_cast<FreeBlock*>(p);
-      if (block->tag != free_tag(block)) {
+      if (block->tag != heap->tag_of(block)) {
         return heap->free_local(slab, block);
       }
     }
@@ -42,23 +43,23 @@ inline void free(void* p) {
   free_slow(p, "free");
 }
 
-void* calloc(size_t count, size_t size);
-void* realloc(void* p, size_t size);
-void* reallocarray(void* p, size_t count, size_t size);
-int posix_memalign(void** out, size_t alignment, size_t size);
-void* aligned_alloc(size_t alignment, size_t size);
-void* memalign(size_t alignment, size_t size);
-void* valloc(size_t size);
-void* pvalloc(size_t size);
-size_t usable_size(const void* p);
+void* calloc(size_t count, size_t size) noexcept;
+void* realloc(void* p, size_t size) noexcept;
+void* reallocarray(void* p, size_t count, size_t size) noexcept;
+int posix_memalign(void** out, size_t alignment, size_t size) noexcept;
+void* aligned_alloc(size_t alignment, size_t size) noexcept;
+void* memalign(size_t alignment, size_t size) noexcept;
+void* valloc(size_t size) noexcept;
+void* pvalloc(size_t size) noexcept;
+size_t usable_size(const void* p) noexcept;
 // free with the size (and alignment) the caller believes the block has.
-void free_sized(void* p, size_t size);
-void free_aligned_sized(void* p, size_t alignment, size_t size);
+void free_sized(void* p, size_t size) noexcept;
+void free_aligned_sized(void* p, size_t alignment, size_t size) noexcept;
 // Aligned allocation for operator new (alignment is a power of two).
-void* aligned(size_t alignment, size_t size);
+void* aligned(size_t alignment, size_t size) noexcept;
 
 // malloc_trim: returns 1 if memory was released.
-int trim(size_t pad);
+int trim(size_t pad) noexcept;
 
 }  // namespace strata::api
 

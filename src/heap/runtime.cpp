@@ -47,6 +47,7 @@ ThreadHeap* new_heap_locked() {
     g_heap_arena_left = kArenaChunk;
   }
   auto* heap = new (g_heap_arena) ThreadHeap();
+  heap->adopt_secrets();
   g_heap_arena += need;
   g_heap_arena_left -= need;
   heap->next_all = g_all_heaps;
@@ -76,7 +77,7 @@ void update_fast_path() {
   size_t limit = kLookupMax + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
-  g_fast.slow_free = features;
+  g_fast.free_index_limit = features ? 0 : SegmentMap::kIndexLimit;
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
 

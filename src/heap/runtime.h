@@ -17,7 +17,9 @@ namespace strata {
 // needs every call to go through the slow path.
 struct alignas(64) FastPathState {
   size_t small_limit = 0;  // requests below this may use the fast path
-  bool slow_free = true;   // every free must take the slow path
+  // free's fast path considers pointers whose segment index is below this:
+  // SegmentMap::kIndexLimit normally, 0 when every free must go slow.
+  uintptr_t free_index_limit = 0;
 };
 extern constinit FastPathState g_fast;
 

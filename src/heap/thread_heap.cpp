@@ -19,13 +19,12 @@ bool same_segment(const void* a, const void* b) {
 
 }  // namespace
 
-FreeBlock* ThreadHeap::corrupted(Slab* slab, FreeBlock* block) {
-  report::corrupted_free_list("malloc", block, slab->block_size);
+void ThreadHeap::drop_forged_list(Slab* slab) {
+  report::corrupted_free_list("malloc", slab->free, slab->block_size);
   // Continuing (MALLOC_CHECK_=1): the rest of the list cannot be trusted, so
   // it is dropped; those blocks are lost, the heap stays sound.
-  slab->free = nullptr;
+  slab->free = slab->list_end();
   slab->free_is_zero = false;
-  return nullptr;
 }
 
 void ThreadHeap::link(Slab* slab) {
@@ -72,7 +71,7 @@ bool ThreadHeap::collect_remote(Slab* slab) {
 }
 
 bool ThreadHeap::carve(Slab* slab) {
-  char* from = slab->carve.load(std::memory_order_relaxed);
+  char* from = slab->carve;
   if (from >= slab->end) return false;
   size_t size = slab->block_size;
   size_t count = kCarveBytes / size;
@@ -88,9 +87,9 @@ bool ThreadHeap::carve(Slab* slab) {
     block->tag = free_tag(block);
     next = block;
   }
-  if (slab->free == nullptr) slab->free_is_zero = slab->fresh;
+  if (!slab->has_free_blocks()) slab->free_is_zero = slab->fresh;
   slab->free = next;
-  slab->carve.store(from + count * size, std::memory_order_relaxed);
+  slab->carve = from + count * size;
   return true;
 }
 
@@ -128,12 +127,14 @@ void ThreadHeap::notify_slab(Slab* slab) {
                                             std::memory_order_relaxed));
 }
 
-FreeBlock* ThreadHeap::allocate_slow(size_t size_class) {
+FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
   drain_notified();
   Slab* slab = current_[size_class];
+  // pop() leaves a non-empty list only when its head's link was forged.
+  if (slab->has_free_blocks()) drop_forged_list(slab);
   for (;;) {
     if (slab != &g_no_slab) {
-      if (slab->free != nullptr || collect_remote(slab) || carve(slab)) {
+      if (slab->has_free_blocks() || collect_remote(slab) || carve(slab)) {
         if (!slab->listed) link(slab);
         current_[size_class] = slab;
         return pop(size_class);
@@ -154,7 +155,7 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class) {
   return pop(size_class);
 }
 
-void ThreadHeap::after_local_free(Slab* slab) {
+void ThreadHeap::after_local_free(Slab* slab) noexcept {
   size_t cls = slab->size_class;
   if (slab->used == 0 && slab != current_[cls]) {
     retire(slab);
@@ -171,7 +172,7 @@ void ThreadHeap::after_local_free(Slab* slab) {
   }
 }
 
-void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) {
+void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
   block->tag = free_tag(block);
   uintptr_t old = slab->remote_free.load(std::memory_order_relaxed);
   do {
@@ -181,7 +182,7 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) {
                                                     std::memory_order_relaxed));
   // The owner set this slab aside and cannot see it until told. Our block
   // keeps the slab alive (used > 0), so reading its owner here is safe.
-  if (old & kNotifyOwner) slab->owner.load(std::memory_order_relaxed)->notify_slab(slab);
+  if (old & kNotifyOwner) slab->owner->notify_slab(slab);
 }
 
 void ThreadHeap::release_unused() {

@@ -199,7 +199,9 @@ void account(const Block& block, bool add) {
 }
 
 bool use_mapping(size_t size) {
-  return size >= g_threshold && g_usage.mapped_blocks < static_cast<size_t>(g_options.mmap_max);
+  // mmap_max <= 0 never maps, as in glibc.
+  return size >= g_threshold && g_options.mmap_max > 0 &&
+         g_usage.mapped_blocks < static_cast<size_t>(g_options.mmap_max);
 }
 
 }  // namespace

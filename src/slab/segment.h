@@ -61,22 +61,32 @@ class SegmentMap {
   static constexpr size_t kAddressBits = 47;
   static constexpr size_t kWords = (size_t{1} << (kAddressBits - kSegmentShift)) / 64;
 
+  static constexpr uintptr_t kIndexLimit = kWords * 64;
+
+  static uintptr_t index_of(const void* p) {
+    return reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
+  }
+  // index < kIndexLimit.
+  bool contains_index(uintptr_t index) const {
+    return (__atomic_load_n(&words_[index / 64], __ATOMIC_RELAXED) >> (index % 64)) & 1;
+  }
   bool contains(const void* p) const {
-    uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
-    if (index >= kWords * 64) return false;
-    return (words_[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1;
+    uintptr_t index = index_of(p);
+    return index < kIndexLimit && contains_index(index);
   }
   void insert(const Segment* segment) {
     uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
-    words_[index / 64].fetch_or(uint64_t{1} << (index % 64), std::memory_order_release);
+    __atomic_fetch_or(&words_[index / 64], uint64_t{1} << (index % 64), __ATOMIC_RELEASE);
   }
   void erase(const Segment* segment) {
     uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
-    words_[index / 64].fetch_and(~(uint64_t{1} << (index % 64)), std::memory_order_release);
+    __atomic_fetch_and(&words_[index / 64], ~(uint64_t{1} << (index % 64)), __ATOMIC_RELEASE);
   }
 
  private:
-  std::atomic<uint64_t> words_[kWords] = {};
+  // Plain words accessed with atomic builtins: an array of std::atomic this
+  // size would have to be constant-evaluated element by element.
+  uint64_t words_[kWords] = {};
 };
 
 extern SegmentMap g_segment_map;

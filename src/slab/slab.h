@@ -49,19 +49,27 @@ inline FreeBlock* decode_next(uintptr_t encoded) {
 inline constexpr uintptr_t kNotifyOwner = 1;
 
 struct Slab {
+  // Never a block: its address ends the free list. First, so that the end
+  // of the list is the descriptor's own address.
+  FreeBlock end_marker_ = {0, 0};
+
   // --- Owner thread only; the fast paths touch these. ---
-  FreeBlock* free = nullptr;  // blocks ready to hand out
-  uint32_t used = 0;          // blocks handed out or waiting in remote_free
+  // Blocks ready to hand out. The list ends at list_end(), inside this
+  // descriptor: that lies in the same segment as every block, so one test
+  // checks every link, the last included.
+  FreeBlock* free = &end_marker_;
+  uint32_t used = 0;  // blocks handed out or waiting in remote_free
   uint32_t block_size = 0;
-  // nullptr: not a live slab (a sentinel or retired). Atomic because a
-  // remote free reads it while the pool may be reassigning a dead slab.
-  std::atomic<ThreadHeap*> owner{nullptr};
-  char* start = nullptr;              // first block
-  std::atomic<char*> carve{nullptr};  // first block never handed out (grows only)
-  uint64_t div_magic = 0;             // (offset * div_magic) >> 40 == offset / block_size
-  bool free_is_zero = false;          // every block in `free` is zero but for its link word
-  bool fresh = false;                 // [carve, end) is known to be zero
-  bool listed = false;                // on the owner's list for its class
+  // nullptr: not a live slab (a sentinel or retired). Written only while the
+  // slab has no block in use, so a valid free never races with the write.
+  ThreadHeap* owner = nullptr;
+  char* start = nullptr;      // first block
+  char* carve = nullptr;      // first block never handed out (owner only)
+  uint64_t grid_magic = 0;    // block_grid_magic(block_size)
+  uint64_t grid_limit = 0;    // grid_magic << 24
+  bool free_is_zero = false;  // every block in `free` is zero but for its link word
+  bool fresh = false;         // [carve, end) is known to be zero
+  bool listed = false;        // on the owner's list for its class
   uint8_t size_class = 0;
   uint8_t units = 0;
   uint8_t first_unit = 0;
@@ -74,24 +82,36 @@ struct Slab {
   alignas(64) std::atomic<uintptr_t> remote_free{0};  // FreeBlock* | kNotifyOwner
   Slab* next_notified = nullptr;                      // link in the owner's notify stack
 
-  // True if p is the start of a block of this slab that was handed out at
-  // some point (it may be free now; the tag tells).
-  bool is_block_start(const void* p) const {
-    uintptr_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
-    uint64_t index = (offset * div_magic) >> 40;
-    return reinterpret_cast<const char*>(p) < carve.load(std::memory_order_relaxed) &&
-           index * block_size == offset;
+  // True if p is the start of a block of this slab (see block_grid_magic).
+  bool is_on_grid(const void* p) const {
+    uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
+    return ((offset * grid_magic) << 24) < grid_limit && reinterpret_cast<const char*>(p) < end;
   }
+
+  // Owner thread only: p is the start of a block that was handed out at some
+  // point (it may be free now; the tag tells).
+  bool is_block_start(const void* p) const {
+    uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
+    return ((offset * grid_magic) << 24) < grid_limit && reinterpret_cast<const char*>(p) < carve;
+  }
+
+  FreeBlock* list_end() { return &end_marker_; }
+  const FreeBlock* list_end() const { return &end_marker_; }
+  bool has_free_blocks() const { return free != list_end(); }
 
   bool has_remote_blocks() const {
     return (remote_free.load(std::memory_order_relaxed) & ~kNotifyOwner) != 0;
   }
 };
 
-// offset / block_size for offset < 4 MiB and block_size <= 128 KiB, exactly:
-// the error of the fixed-point reciprocal, below 2^22 / 2^40, is smaller than
-// the smallest non-zero fraction 1 / block_size, so it never carries.
-inline uint64_t block_div_magic(uint32_t block_size) {
+// Block-start test without a division. With m = floor(2^40 / size) + 1,
+// offset * m = q * 2^40 + (q * e + r * m) where offset = q * size + r and
+// 0 < e <= size. For offsets below 4 MiB and sizes up to 128 KiB, q * e is
+// below 2^22 and m at least 2^23, so the low 40 bits are below m exactly when
+// r == 0, and never carry into bit 40. (offset * m) >> 40 is the block index.
+// Shifting the product left by 24 keeps only those low 40 bits, so the test
+// is (offset * m) << 24 < m << 24.
+inline uint64_t block_grid_magic(uint32_t block_size) {
   return ((uint64_t{1} << 40) / block_size) + 1;
 }
 

@@ -222,14 +222,15 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
   ++segment->slabs_in_use;
 
   Slab* slab = &segment->slabs[first];
-  slab->free = nullptr;
+  slab->free = slab->list_end();
   slab->used = 0;
   slab->block_size = info.block_size;
-  slab->owner.store(owner, std::memory_order_relaxed);
+  slab->owner = owner;
   slab->start = start;
-  slab->carve.store(start, std::memory_order_relaxed);
+  slab->carve = start;
   slab->end = start + static_cast<size_t>(info.capacity) * info.block_size;
-  slab->div_magic = block_div_magic(info.block_size);
+  slab->grid_magic = block_grid_magic(info.block_size);
+  slab->grid_limit = slab->grid_magic << 24;
   slab->free_is_zero = fresh;
   slab->fresh = fresh;
   slab->listed = false;
@@ -251,7 +252,7 @@ void release(Slab* slab) {
   uint64_t run = unit_mask(first, count);
   LockGuard guard(g_lock);
   for (size_t unit = first; unit < first + count; ++unit) segment->unit_slab[unit] = &g_no_slab;
-  slab->owner.store(nullptr, std::memory_order_relaxed);
+  slab->owner = nullptr;
   segment->free_units |= run;
   segment->dirty_units |= run;
   --segment->slabs_in_use;

@@ -1,0 +1,70 @@
+// Size classes: every request maps to the smallest class that holds it, the
+// waste bound holds, and the slab shapes respect the pool's constraints.
+#include <gtest/gtest.h>
+
+#include "sizeclass/size_classes.h"
+#include "slab/slab.h"
+
+namespace strata {
+namespace {
+
+TEST(SizeClasses, EveryRequestGetsTheSmallestClassThatFits) {
+  for (size_t size = 0; size <= kMaxSmallSize; ++size) {
+    size_t cls = size_class_of(size);
+    ASSERT_LT(cls, kNumClasses) << size;
+    ASSERT_GE(kSizeClasses[cls].block_size, size) << size;
+    if (cls > 0) {
+      ASSERT_LT(kSizeClasses[cls - 1].block_size, size == 0 ? 1 : size) << size;
+    }
+    if (size <= kLookupMax) {
+      ASSERT_EQ(size_class_small(size), cls) << size;
+    }
+  }
+}
+
+TEST(SizeClasses, BlocksAreSixteenByteMultiplesAndIncreasing) {
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    EXPECT_EQ(kSizeClasses[cls].block_size % kMinAlign, 0u);
+    if (cls > 0) {
+      EXPECT_GT(kSizeClasses[cls].block_size, kSizeClasses[cls - 1].block_size);
+    }
+  }
+}
+
+TEST(SizeClasses, WasteAbove128BytesIsAtMostTwentyPercent) {
+  for (size_t cls = 8; cls < kNumClasses; ++cls) {
+    size_t worst_request = kSizeClasses[cls - 1].block_size + 1;
+    double waste = 1.0 - static_cast<double>(worst_request) / kSizeClasses[cls].block_size;
+    EXPECT_LE(waste, 0.20) << kSizeClasses[cls].block_size;
+  }
+}
+
+TEST(SizeClasses, SlabsArePowerOfTwoUnitsHoldingEnoughBlocks) {
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    const SizeClassInfo& info = kSizeClasses[cls];
+    EXPECT_TRUE(info.slab_units >= 1 && info.slab_units <= kMaxSlabUnits);
+    EXPECT_EQ(info.slab_units & (info.slab_units - 1), 0u);
+    EXPECT_GE(info.capacity, 8u);
+    EXPECT_LE(static_cast<size_t>(info.capacity) * info.block_size, info.slab_units * kUnitSize);
+  }
+}
+
+// The fixed-point test used to validate block starts must be exact for every
+// offset a slab can have: its quotient is the block index, and the fraction
+// test accepts exactly the multiples of the block size.
+TEST(SizeClasses, BlockGridTestIsExactForEveryOffset) {
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    uint32_t size = kSizeClasses[cls].block_size;
+    uint64_t magic = block_grid_magic(size);
+    size_t limit = kSizeClasses[cls].slab_units * kUnitSize;
+    for (uint64_t offset = 0; offset < limit; ++offset) {
+      uint64_t product = offset * magic;
+      ASSERT_EQ(product >> 40, offset / size) << "size " << size << " offset " << offset;
+      ASSERT_EQ((product << 24) < (magic << 24), offset % size == 0)
+          << "size " << size << " offset " << offset;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata
