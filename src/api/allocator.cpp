@@ -130,7 +130,7 @@ void free_slow(void* p, const char* function) noexcept {
   if (large::deallocate(p) == 0) report_unknown_large(function, p);
 }
 
-void* calloc(size_t count, size_t size) noexcept {
+void* calloc_slow(size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   return allocate(total, /*zero=*/true);

@@ -9,6 +9,7 @@
 #define STRATA_API_ALLOCATOR_H
 
 #include <cstddef>
+#include <cstring>
 
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
@@ -22,7 +23,7 @@ void free_slow(void* p, const char* function) noexcept;
 // Fast path: a small request served from the current slab's free list.
 inline void* malloc(size_t size) noexcept {
   if (__builtin_expect(size < g_fast.small_limit, 1)) {
-    if (FreeBlock* block = tls_heap->pop(size_class_small(size))) return block;
+    if (FreeBlock* block = tls_heap->pop(size_class_of(size))) return block;
   }
   return malloc_slow(size);
 }
@@ -43,7 +44,27 @@ inline void free(void* p) noexcept {
   free_slow(p, "free");
 }
 
-void* calloc(size_t count, size_t size) noexcept;
+void* calloc_slow(size_t count, size_t size) noexcept;
+
+// Fast path: as malloc, then clear the block unless it is known zero.
+inline void* calloc(size_t count, size_t size) noexcept {
+  size_t total;
+  if (__builtin_expect(!__builtin_mul_overflow(count, size, &total) && total < g_fast.small_limit,
+                       1)) {
+    ThreadHeap* heap = tls_heap;
+    size_t size_class = size_class_of(total);
+    bool known_zero = heap->current(size_class)->free_is_zero;
+    if (FreeBlock* block = heap->pop(size_class)) {
+      if (known_zero)
+        block->next_encoded = 0;
+      else
+        __builtin_memset(block, 0, total);
+      return block;
+    }
+  }
+  return calloc_slow(count, size);
+}
+
 void* realloc(void* p, size_t size) noexcept;
 void* reallocarray(void* p, size_t count, size_t size) noexcept;
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept;

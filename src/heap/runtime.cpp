@@ -74,7 +74,7 @@ void on_thread_exit(void* value) {
 
 void update_fast_path() {
   bool features = g_options.perturb != 0;
-  size_t limit = kLookupMax + 1;
+  size_t limit = kMaxSmallSize + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
   g_fast.free_index_limit = features ? 0 : SegmentMap::kIndexLimit;

@@ -132,19 +132,56 @@ void cache_remove(size_t index) {
   g_usage.cached_bytes = g_cache_bytes;
 }
 
-// Best fit among cached blocks, trimmed to size when much larger.
-void* cache_take(size_t size) {
+// Takes `size` bytes from the cache. The best-fitting cached range serves,
+// split when larger (the rest stays cached). When no range is large enough,
+// a fresh mapping is assembled from cached ranges, largest first, by moving
+// their pages into it (mremap: page tables move, data is not copied); only
+// what they do not cover is new memory. Either way the pages the program
+// already faulted in are used again, as they would be in glibc's coalescing
+// heap. *dirty_bytes gets the length of the prefix that may hold old data.
+// nullptr when the cache is empty or the kernel refuses.
+void* cache_take(size_t size, size_t* dirty_bytes) {
   size_t best = kCacheSlots;
   for (size_t i = 0; i < g_cache_count; ++i) {
-    if (g_cache[i].size >= size && (best == kCacheSlots || g_cache[i].size < g_cache[best].size)) {
-      best = i;
+    size_t have = g_cache[i].size;
+    if (have >= size && (best == kCacheSlots || have < g_cache[best].size)) best = i;
+  }
+  if (best != kCacheSlots) {
+    auto* p = reinterpret_cast<void*>(g_cache[best].address);
+    if (g_cache[best].size == size) {
+      cache_remove(best);
+    } else {
+      g_cache[best].address += size;
+      g_cache[best].size -= size;
+      g_cache_bytes -= size;
+      g_usage.cached_bytes = g_cache_bytes;
+    }
+    *dirty_bytes = size;
+    return p;
+  }
+  if (g_cache_count == 0) return nullptr;
+  auto* p = static_cast<char*>(os::map(size));
+  if (p == nullptr) return nullptr;
+  size_t filled = 0;
+  while (filled < size && g_cache_count != 0) {
+    size_t largest = 0;
+    for (size_t i = 1; i < g_cache_count; ++i) {
+      if (g_cache[i].size > g_cache[largest].size) largest = i;
+    }
+    CachedBlock& from = g_cache[largest];
+    size_t part = from.size < size - filled ? from.size : size - filled;
+    if (!os::move_pages(reinterpret_cast<void*>(from.address), p + filled, part)) break;
+    filled += part;
+    if (part == from.size) {
+      cache_remove(largest);
+    } else {
+      from.address += part;
+      from.size -= part;
+      g_cache_bytes -= part;
+      g_usage.cached_bytes = g_cache_bytes;
     }
   }
-  if (best == kCacheSlots) return nullptr;
-  auto* p = reinterpret_cast<void*>(g_cache[best].address);
-  size_t have = g_cache[best].size;
-  cache_remove(best);
-  os::shrink(p, have, size);
+  *dirty_bytes = filled;
   return p;
 }
 
@@ -165,18 +202,31 @@ struct UnmapList {
   }
 };
 
-// Keeps a freed retained block for reuse, evicting the oldest entries to stay
-// within the slot count and the trim threshold.
+// Keeps a freed retained block for reuse, merged with a cached neighbour
+// when they touch, evicting the oldest entries to stay within the slot count
+// and the trim threshold.
 void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
   if (size > g_trim_threshold) {
     unmap->add(address, size);
     return;
   }
-  while (g_cache_count == kCacheSlots || g_cache_bytes + size > g_trim_threshold) {
+  for (size_t i = 0; i < g_cache_count; ++i) {
+    CachedBlock& neighbour = g_cache[i];
+    if (neighbour.address + neighbour.size == address || address + size == neighbour.address) {
+      address = address < neighbour.address ? address : neighbour.address;
+      size += neighbour.size;
+      cache_remove(i);
+      break;
+    }
+  }
+  while (g_cache_count != 0 &&
+         (g_cache_count == kCacheSlots || g_cache_bytes + size > g_trim_threshold)) {
     unmap->add(g_cache[0].address, g_cache[0].size);
-    g_cache_bytes -= g_cache[0].size;
-    --g_cache_count;
-    for (size_t i = 0; i < g_cache_count; ++i) g_cache[i] = g_cache[i + 1];
+    cache_remove(0);
+  }
+  if (size > g_trim_threshold) {
+    unmap->add(address, size);
+    return;
   }
   g_cache[g_cache_count++] = CachedBlock{address, size, os::now_ms()};
   g_cache_bytes += size;
@@ -220,18 +270,16 @@ void* allocate(size_t size, size_t alignment, bool zero) {
     return nullptr;
   }
   void* p = nullptr;
-  bool reused = false;
-  {
+  size_t dirty = 0;
+  if (alignment <= os::g_caps.page_size) {
     LockGuard guard(g_lock);
-    if (alignment <= os::g_caps.page_size && g_cache_count != 0) {
-      p = cache_take(bytes);
-      reused = p != nullptr;
-    }
+    if (g_cache_count != 0) p = cache_take(bytes, &dirty);
   }
   if (p == nullptr) p = os::map_aligned(bytes, alignment < os::g_caps.page_size ? 0 : alignment);
   if (p == nullptr) return nullptr;
-  // A fresh mapping is zero already: calloc never clears it.
-  if (zero && reused) std::memset(p, 0, size);
+  // Memory new from the kernel is zero already: calloc clears only what a
+  // cached range brought along.
+  if (zero && dirty != 0) std::memset(p, 0, dirty < size ? dirty : size);
   LockGuard guard(g_lock);
   Block block{reinterpret_cast<uintptr_t>(p), bytes, use_mapping(bytes)};
   if (!g_registry.insert(block)) {

@@ -53,6 +53,9 @@ void* map(size_t size);
 void* map_aligned(size_t size, size_t alignment);
 // Grows or shrinks a mapping, moving it if needed (mremap MAYMOVE).
 void* remap(void* p, size_t old_size, size_t new_size);
+// Moves the pages of [from, from+size) to [to, to+size), replacing whatever
+// was mapped there; no data is copied. False if the kernel refuses.
+bool move_pages(void* from, void* to, size_t size);
 // Shrinks a mapping in place (the tail is unmapped). Never fails.
 void shrink(void* p, size_t old_size, size_t new_size);
 

@@ -121,6 +121,10 @@ void* remap(void* p, size_t old_size, size_t new_size) {
   return q;
 }
 
+bool move_pages(void* from, void* to, size_t size) {
+  return ::mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+}
+
 void shrink(void* p, size_t old_size, size_t new_size) {
   if (new_size < old_size) ::munmap(static_cast<char*>(p) + new_size, old_size - new_size);
 }

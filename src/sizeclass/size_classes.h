@@ -26,8 +26,8 @@ inline constexpr size_t kMaxSlabUnits = 16;
 inline constexpr size_t kMinAlign = 16;
 inline constexpr size_t kNumClasses = 48;
 inline constexpr size_t kMaxSmallSize = 128 * 1024;
-// Requests up to this size find their class with one table load.
-inline constexpr size_t kLookupMax = 1024;
+// Every small request finds its class with one load from an 8 KiB table.
+inline constexpr size_t kLookupMax = kMaxSmallSize;
 
 struct SizeClassInfo {
   uint32_t block_size;
@@ -97,13 +97,8 @@ constexpr std::array<uint8_t, kLookupMax / 16 + 1> make_lookup_table() {
 inline constexpr std::array<uint8_t, kLookupMax / 16 + 1> kClassLookup =
     detail::make_lookup_table();
 
-// Fast path: size <= kLookupMax.
-inline size_t size_class_small(size_t size) { return kClassLookup[(size + 15) >> 4]; }
-
 // Any size <= kMaxSmallSize.
-inline size_t size_class_of(size_t size) {
-  return size <= kLookupMax ? size_class_small(size) : size_class_computed(size);
-}
+inline size_t size_class_of(size_t size) { return kClassLookup[(size + 15) >> 4]; }
 
 static_assert(kSizeClasses[kNumClasses - 1].block_size == kMaxSmallSize);
 static_assert(kSizeClasses[8].block_size == 160 && kSizeClasses[11].block_size == 256);
