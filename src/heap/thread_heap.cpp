@@ -10,8 +10,11 @@ constinit ThreadHeap g_empty_heap;
 
 namespace {
 
-// Carving never touches more than about a page of fresh memory at a time.
+// Carving links a page's worth of fresh blocks at a time, but at least
+// kMinCarveBlocks: fewer trips through the slow path for the larger classes,
+// at the cost of touching a few more pages early.
 constexpr size_t kCarveBytes = 4096;
+constexpr size_t kMinCarveBlocks = 16;
 
 bool same_segment(const void* a, const void* b) {
   return ((reinterpret_cast<uintptr_t>(a) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) == 0;
@@ -27,22 +30,38 @@ void ThreadHeap::drop_forged_list(Slab* slab) {
   slab->free_is_zero = false;
 }
 
-void ThreadHeap::link(Slab* slab) {
-  size_t cls = slab->size_class;
-  slab->prev = nullptr;
-  slab->next = lists_[cls];
-  if (lists_[cls] != nullptr) lists_[cls]->prev = slab;
-  lists_[cls] = slab;
+void ThreadHeap::link(Slab* slab, bool at_back) {
+  SlabList& list = lists_[slab->size_class];
+  if (at_back) {
+    slab->next = nullptr;
+    slab->prev = list.tail;
+    if (list.tail != nullptr)
+      list.tail->next = slab;
+    else
+      list.head = slab;
+    list.tail = slab;
+  } else {
+    slab->prev = nullptr;
+    slab->next = list.head;
+    if (list.head != nullptr)
+      list.head->prev = slab;
+    else
+      list.tail = slab;
+    list.head = slab;
+  }
   slab->listed = true;
 }
 
 void ThreadHeap::unlink(Slab* slab) {
-  size_t cls = slab->size_class;
+  SlabList& list = lists_[slab->size_class];
   if (slab->prev != nullptr)
     slab->prev->next = slab->next;
   else
-    lists_[cls] = slab->next;
-  if (slab->next != nullptr) slab->next->prev = slab->prev;
+    list.head = slab->next;
+  if (slab->next != nullptr)
+    slab->next->prev = slab->prev;
+  else
+    list.tail = slab->prev;
   slab->next = slab->prev = nullptr;
   slab->listed = false;
 }
@@ -75,7 +94,7 @@ bool ThreadHeap::carve(Slab* slab) {
   if (from >= slab->end) return false;
   size_t size = slab->block_size;
   size_t count = kCarveBytes / size;
-  if (count == 0) count = 1;
+  if (count < kMinCarveBlocks) count = kMinCarveBlocks;
   size_t left = static_cast<size_t>(slab->end - from) / size;
   if (count > left) count = left;
   // Link in address order; every carved block carries its free tag, so
@@ -114,7 +133,7 @@ void ThreadHeap::drain_notified() {
   Slab* slab = notified_.exchange(nullptr, std::memory_order_acquire);
   while (slab != nullptr) {
     Slab* next = slab->next_notified;
-    if (!slab->listed) link(slab);
+    if (!slab->listed) link(slab, /*at_back=*/true);
     slab = next;
   }
 }
@@ -135,13 +154,13 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
   for (;;) {
     if (slab != &g_no_slab) {
       if (slab->has_free_blocks() || collect_remote(slab) || carve(slab)) {
-        if (!slab->listed) link(slab);
+        if (!slab->listed) link(slab, /*at_back=*/false);
         current_[size_class] = slab;
         return pop(size_class);
       }
       if (!set_aside(slab)) continue;  // collect what just arrived
     }
-    slab = lists_[size_class];
+    slab = lists_[size_class].head;
     if (slab == nullptr) break;
   }
   slab = slab_pool::allocate(size_class, this);
@@ -149,7 +168,7 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
     current_[size_class] = &g_no_slab;
     return nullptr;
   }
-  link(slab);
+  link(slab, /*at_back=*/false);
   current_[size_class] = slab;
   carve(slab);
   return pop(size_class);
@@ -167,7 +186,9 @@ void ThreadHeap::after_local_free(Slab* slab) noexcept {
     // when that is drained.
     uintptr_t expected = kNotifyOwner;
     if (slab->remote_free.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
-      link(slab);
+      // At the back: by the time the refill path reaches it, more of its
+      // blocks will have come back, instead of one at a time.
+      link(slab, /*at_back=*/true);
     }
   }
 }
@@ -188,7 +209,7 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
 void ThreadHeap::release_unused() {
   drain_notified();
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
-    for (Slab* slab = lists_[cls]; slab != nullptr;) {
+    for (Slab* slab = lists_[cls].head; slab != nullptr;) {
       Slab* next = slab->next;
       collect_remote(slab);
       if (slab->used == 0) {

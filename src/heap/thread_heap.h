@@ -104,7 +104,7 @@ class ThreadHeap {
   void after_local_free(Slab* slab) noexcept;
   bool collect_remote(Slab* slab);
   bool carve(Slab* slab);
-  void link(Slab* slab);
+  void link(Slab* slab, bool at_back);
   void unlink(Slab* slab);
   bool set_aside(Slab* slab);
   void retire(Slab* slab);
@@ -112,7 +112,11 @@ class ThreadHeap {
 
   Secrets keys_ = {0, 0};  // copy of g_secrets
   Slab* current_[kNumClasses] = {};
-  Slab* lists_[kNumClasses] = {};
+  struct SlabList {
+    Slab* head = nullptr;
+    Slab* tail = nullptr;
+  };
+  SlabList lists_[kNumClasses] = {};
   std::atomic<Slab*> notified_{nullptr};
 };
 

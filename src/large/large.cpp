@@ -205,8 +205,17 @@ struct UnmapList {
 // Keeps a freed retained block for reuse, merged with a cached neighbour
 // when they touch, evicting the oldest entries to stay within the slot count
 // and the trim threshold.
+// How many bytes of freed retained blocks the cache may keep: the trim
+// threshold the program set, or while glibc's dynamic threshold is in charge,
+// at least the same budget as freed small-object memory (dirty_max).
+size_t cache_budget() {
+  if (!g_options.mmap_threshold_dynamic) return g_trim_threshold;
+  return g_trim_threshold > g_options.dirty_max ? g_trim_threshold : g_options.dirty_max;
+}
+
 void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
-  if (size > g_trim_threshold) {
+  size_t budget = cache_budget();
+  if (size > budget) {
     unmap->add(address, size);
     return;
   }
@@ -219,12 +228,11 @@ void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
       break;
     }
   }
-  while (g_cache_count != 0 &&
-         (g_cache_count == kCacheSlots || g_cache_bytes + size > g_trim_threshold)) {
+  while (g_cache_count != 0 && (g_cache_count == kCacheSlots || g_cache_bytes + size > budget)) {
     unmap->add(g_cache[0].address, g_cache[0].size);
     cache_remove(0);
   }
-  if (size > g_trim_threshold) {
+  if (size > budget) {
     unmap->add(address, size);
     return;
   }
@@ -307,7 +315,9 @@ size_t deallocate(void* p) {
       unmap.add(block.address, block.size);
       if (g_options.mmap_threshold_dynamic && block.size > g_threshold &&
           block.size <= kDynamicThresholdMax) {
-        __atomic_store_n(&g_threshold, block.size, __ATOMIC_RELAXED);
+        // glibc sets the threshold to the chunk size, header included, so a
+        // request of the size just freed falls below it: + 1 does the same.
+        __atomic_store_n(&g_threshold, block.size + 1, __ATOMIC_RELAXED);
         g_trim_threshold = 2 * block.size;
       }
     } else {

@@ -138,13 +138,14 @@ void purge_units(Segment* segment, uint64_t mask) {
   }
 }
 
-// Frees segments with nothing in them, keeping one in reserve so that a
-// program hovering around a segment boundary does not map and unmap.
-void release_empty_segments(bool keep_one) {
+// Unmaps segments with nothing in them and no resident memory left, keeping
+// one in reserve so that a program hovering around a segment boundary does
+// not map and unmap. With `even_dirty`, dirty empty segments go too.
+void release_empty_segments(bool keep_one, bool even_dirty) {
   bool kept = !keep_one;
   for (Segment* segment = g_segments; segment != nullptr;) {
     Segment* next = segment->next;
-    if (segment->free_units == kSlabUnitsMask) {
+    if (segment->free_units == kSlabUnitsMask && (even_dirty || segment->dirty_units == 0)) {
       if (kept)
         destroy_segment(segment);
       else
@@ -159,7 +160,7 @@ size_t purge_all_locked() {
   for (Segment* segment = g_segments; segment != nullptr; segment = segment->next) {
     purge_units(segment, kAllUnits);
   }
-  release_empty_segments(/*keep_one=*/false);
+  release_empty_segments(/*keep_one=*/false, /*even_dirty=*/true);
   return g_purged_total - before;
 }
 
@@ -268,7 +269,9 @@ void release(Slab* slab) {
       purge_units(s, kAllUnits);
     }
   }
-  if (segment->free_units == kSlabUnitsMask) release_empty_segments(/*keep_one=*/true);
+  // An empty segment stays: its units are dirty memory like any other, kept
+  // for reuse within the budget, and the segment is unmapped by tick() once
+  // they are purged.
 }
 
 void tick(uint64_t now_ms) {
@@ -285,7 +288,7 @@ void tick(uint64_t now_ms) {
     purge_units(segment, segment->aged_dirty_units);
     segment->aged_dirty_units = segment->dirty_units;
   }
-  release_empty_segments(/*keep_one=*/true);
+  release_empty_segments(/*keep_one=*/true, /*even_dirty=*/false);
 }
 
 size_t purge_all() {
