@@ -353,10 +353,21 @@ void* reallocate(void* p, size_t new_size) {
   if (slot == nullptr) return nullptr;
   Block block = *slot;
   if (bytes == block.size) return p;
-  // mremap holds the kernel's mmap lock, not ours, for long; but the block
-  // must not be seen half-moved, so the registry entry is updated under it.
-  void* q =
-      bytes < block.size ? (os::shrink(p, block.size, bytes), p) : os::remap(p, block.size, bytes);
+  // The block must not be seen half-moved, so the registry entry is updated
+  // under the lock.
+  void* q = nullptr;
+  if (bytes < block.size) {
+    os::shrink(p, block.size, bytes);
+    q = p;
+  } else {
+    q = os::remap(p, block.size, bytes);
+    // A block assembled from cached ranges may span several kernel mappings,
+    // which mremap refuses to grow: copy instead.
+    if (q == nullptr && (q = os::map(bytes)) != nullptr) {
+      std::memcpy(q, p, block.size);
+      os::release(p, block.size);
+    }
+  }
   if (q == nullptr) return nullptr;
   g_registry.erase(slot);
   account(block, false);
