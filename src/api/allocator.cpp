@@ -106,6 +106,7 @@ void release_small(Slab* slab, void* p) {
     heap->free_local(slab, block);
   } else {
     ThreadHeap::push_remote(slab, block);
+    if (heap != &g_empty_heap) heap->count_remote_free();
   }
 }
 

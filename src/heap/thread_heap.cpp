@@ -147,6 +147,7 @@ void ThreadHeap::notify_slab(Slab* slab) {
 }
 
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
+  ++counters_.refills;
   drain_notified();
   Slab* slab = current_[size_class];
   // pop() leaves a non-empty list only when its head's link was forged.

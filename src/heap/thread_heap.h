@@ -50,6 +50,7 @@ class ThreadHeap {
     slab->free = next;
     block->tag = 0;
     ++slab->used;
+    ++counters_.allocations[size_class];
     return block;
   }
 
@@ -94,7 +95,18 @@ class ThreadHeap {
   // Called by a remote thread whose free hit a set-aside slab.
   void notify_slab(Slab* slab);
 
-  // Links for the heap pool (heap_pool.cpp).
+  // Statistics, written only by the owning thread and read without a lock
+  // by the statistics code (a slightly stale value is fine). Frees need no
+  // counter: frees = allocations - blocks in use (the slabs' `used`).
+  struct Counters {
+    uint64_t allocations[kNumClasses] = {};  // small blocks handed out, per class
+    uint64_t remote_frees = 0;               // blocks this thread freed into other heaps
+    uint64_t refills = 0;                    // trips through allocate_slow
+  };
+  const Counters& counters() const { return counters_; }
+  void count_remote_free() { ++counters_.remote_frees; }
+
+  // Links for the heap pool (runtime.cpp).
   ThreadHeap* next_all = nullptr;     // every heap ever created
   ThreadHeap* next_parked = nullptr;  // parked heaps
   bool in_use = false;
@@ -111,6 +123,7 @@ class ThreadHeap {
   void drain_notified();
 
   Secrets keys_ = {0, 0};  // copy of g_secrets
+  Counters counters_;
   Slab* current_[kNumClasses] = {};
   struct SlabList {
     Slab* head = nullptr;
