@@ -31,14 +31,33 @@ void perturb_freed(void* p, size_t size) {
   if (g_options.perturb != 0) std::memset(p, g_options.perturb & 0xff, size);
 }
 
+// When the kernel refuses memory (RLIMIT_AS, strict overcommit), what strata
+// keeps for reuse (empty segments, cached large blocks, the slabs of exited
+// threads) may be exactly what is missing: give it back and try once more.
+template <typename Allocate>
+auto retry_after_trim(Allocate allocate) {
+  auto result = allocate();
+  if (result == nullptr && runtime::trim() != 0) result = allocate();
+  if (result == nullptr) errno = ENOMEM;
+  return result;
+}
+
+void* allocate_large(size_t size, size_t alignment, bool zero) {
+  void* p = retry_after_trim([&] { return large::allocate(size, alignment, zero); });
+  if (p != nullptr && !zero) perturb_allocated(p, size);
+  return p;
+}
+
 // A block of class `size_class` for a request of `size` bytes.
 void* allocate_small(size_t size_class, size_t size, bool zero) {
-  ThreadHeap* heap = runtime::thread_heap();
-  if (heap == nullptr) return fail_nomem();
+  ThreadHeap* heap = retry_after_trim([] { return runtime::thread_heap(); });
+  if (heap == nullptr) return nullptr;
   runtime::maintenance();
   FreeBlock* block = heap->pop(size_class);
-  if (block == nullptr) block = heap->allocate_slow(size_class);
-  if (block == nullptr) return fail_nomem();
+  if (block == nullptr) {
+    block = retry_after_trim([&] { return heap->allocate_slow(size_class); });
+  }
+  if (block == nullptr) return nullptr;
   if (zero) {
     // A block carved from memory the kernel just gave us is zero but for
     // its link word: clearing the whole block would only fault pages in.
@@ -58,9 +77,7 @@ void* allocate(size_t size, bool zero) {
   if (size <= kMaxSmallSize && size < large::mmap_threshold()) {
     return allocate_small(size_class_of(size), size, zero);
   }
-  void* p = large::allocate(size, 0, zero);
-  if (p != nullptr && !zero) perturb_allocated(p, size);
-  return p;
+  return allocate_large(size, 0, zero);
 }
 
 // p is in no segment and not a live large block.
@@ -152,7 +169,8 @@ void* realloc(void* p, size_t size) noexcept {
     // than half of the block.
     if (size <= ref.size && size >= ref.size / 2) return p;
   } else if (size > kMaxSmallSize || size >= large::mmap_threshold()) {
-    return large::reallocate(p, size);  // in place or moved by the kernel
+    // In place or moved by the kernel.
+    return retry_after_trim([&] { return large::reallocate(p, size); });
   }
   void* q = malloc(size);
   if (q == nullptr) return nullptr;  // the old block is untouched
@@ -186,9 +204,7 @@ void* aligned(size_t alignment, size_t size) noexcept {
     }
   }
   size_t page = os::g_caps.page_size;
-  void* p = large::allocate(size, alignment < page ? page : alignment, false);
-  if (p != nullptr) perturb_allocated(p, size);
-  return p;
+  return allocate_large(size, alignment < page ? page : alignment, false);
 }
 
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept {

@@ -273,10 +273,11 @@ size_t mmap_threshold() { return __atomic_load_n(&g_threshold, __ATOMIC_RELAXED)
 
 void* allocate(size_t size, size_t alignment, bool zero) {
   size_t bytes = page_round(size);
-  if (bytes < size || bytes == 0) {
+  if (bytes < size) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (bytes == 0) bytes = os::g_caps.page_size;  // memalign(huge, 0)
   void* p = nullptr;
   size_t dirty = 0;
   if (alignment <= os::g_caps.page_size) {

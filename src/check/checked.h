@@ -1,0 +1,89 @@
+// Check mode (MALLOC_CHECK_=1..3, STRATA_OPTIONS=check=N, leaks=1 or
+// quarantine_bytes=N): every block carries a header before the pointer the
+// program holds and canary bytes after its requested size. Decided once at
+// start-up, because it changes the layout of every block; while it is on,
+// the fast paths are off and every call goes through the slow paths, which
+// call the functions here around the ordinary allocator.
+//
+//   raw block:  [ padding | Header (64 bytes) | user bytes (size) | tail canary ]
+//                          ^ p - 64             ^ p (what malloc returns)
+//
+// The header's last word is a canary computed from its fields, the block's
+// address and a secret, so an underflow (or a pointer that is not a block)
+// is recognised; the tail is filled with kTailByte up to the end of the raw
+// block (at least kTailMin bytes). Freed blocks are filled with a poison
+// byte and held in a FIFO quarantine (quarantine_bytes); the poison is
+// verified when a block leaves it. Live blocks are on sharded lists, so the
+// whole heap can be verified (strata_check_heap) and leaks listed at exit.
+//
+// This layer knows nothing of slabs or mappings: the API layer finds the raw
+// block of a pointer and hands raw blocks out and back.
+#ifndef STRATA_CHECK_CHECKED_H
+#define STRATA_CHECK_CHECKED_H
+
+#include <cstddef>
+#include <cstdint>
+
+namespace strata::check {
+
+// Which family allocated a block (what may free it).
+enum class Origin : uint8_t { kMalloc = 1, kNew = 2, kNewArray = 3 };
+// How the program releases it.
+enum class Release : uint8_t { kFree, kDelete, kDeleteArray };
+
+// Whether blocks have the check-mode layout. Fixed by latch().
+extern constinit bool g_enabled;
+inline bool enabled() { return g_enabled; }
+
+// Decides the mode from the options, once (at start-up); later calls (after
+// mallopt) change nothing.
+void latch();
+
+inline constexpr size_t kHeaderSize = 64;
+inline constexpr size_t kTailMin = 16;
+// Largest alignment check mode serves (the header offset is 32 bits).
+inline constexpr size_t kMaxAlignment = size_t{1} << 30;
+
+// Offset of the user pointer from the raw block's start for an alignment.
+inline size_t user_offset(size_t alignment) {
+  return alignment <= kHeaderSize ? kHeaderSize : alignment;
+}
+
+// Raw bytes needed for `size` user bytes at `alignment`; false on overflow.
+inline bool raw_size(size_t size, size_t alignment, size_t* out) {
+  return !__builtin_add_overflow(size, user_offset(alignment) + kTailMin, out);
+}
+
+// Lays out a fresh raw block of `raw_usable` bytes (>= raw_size) and returns
+// the user pointer. `caller` is the return address into the program.
+void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
+                  bool zero, const void* caller);
+
+// What a pointer is, given the raw block that contains it.
+enum class Found { kLive, kFreed, kNotABlock, kCorrupt };
+Found inspect(const void* raw, const void* p);
+
+// Requested size of a live block (inspect() said kLive).
+size_t size_of(const void* p);
+
+// Frees a live block: verifies its canaries and the release family (and the
+// size, if `sized` is non-zero), poisons it and puts it in the quarantine.
+// Reports and returns false (the block stays allocated) on any error, or
+// reports a double free for a block already in the quarantine.
+bool on_free(void* p, const char* function, Release kind, size_t sized, const void* caller);
+
+// Reports a corrupt header (inspect() said kCorrupt) as an underflow.
+void report_corrupt(const char* function, const void* p);
+
+// The raw block of the oldest quarantined block once the quarantine is over
+// its budget (verified: a block written to after its free is reported and
+// kept out of circulation), or nullptr. The caller gives it back.
+void* evict();
+
+// Verifies every live and quarantined block; returns the number of bad ones
+// (each reported).
+int check_all();
+
+}  // namespace strata::check
+
+#endif  // STRATA_CHECK_CHECKED_H

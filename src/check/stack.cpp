@@ -1,0 +1,130 @@
+// Stack capture and the stack depot (see stack.h).
+#include "check/stack.h"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "platform/os.h"
+
+extern "C" void* __libc_stack_end;  // the main thread's stack top (glibc)
+
+namespace strata::stack {
+namespace {
+
+// The depot: open addressing on the stack's hash. A slot's key goes
+// 0 -> kBusy (claimed) -> hash (published); nothing is ever removed, so
+// readers need no lock and fork needs no handler.
+constexpr size_t kSlots = 16384;
+constexpr size_t kProbes = 32;
+constexpr uint64_t kBusy = 1;
+
+struct Slot {
+  std::atomic<uint64_t> key;
+  Trace trace;
+};
+
+constinit std::atomic<Slot*> g_depot{nullptr};
+
+Slot* depot() {
+  Slot* slots = g_depot.load(std::memory_order_acquire);
+  if (slots != nullptr) return slots;
+  auto* fresh = static_cast<Slot*>(os::map(kSlots * sizeof(Slot)));
+  if (fresh == nullptr) return nullptr;
+  if (!g_depot.compare_exchange_strong(slots, fresh, std::memory_order_acq_rel)) {
+    os::release(fresh, kSlots * sizeof(Slot));
+    return slots;
+  }
+  return fresh;
+}
+
+uint64_t hash_of(const Trace& trace) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ trace.depth;
+  for (uint32_t i = 0; i < trace.depth; ++i) {
+    h ^= trace.frames[i];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+  }
+  return h < 2 ? h + 2 : h;  // 0 and kBusy are not keys
+}
+
+bool same(const Trace& a, const Trace& b) {
+  if (a.depth != b.depth) return false;
+  for (uint32_t i = 0; i < a.depth; ++i) {
+    if (a.frames[i] != b.frames[i]) return false;
+  }
+  return true;
+}
+
+// Upper end of the calling thread's stack, 0 when unknown. The main thread's
+// is __libc_stack_end; a glibc thread's descriptor sits just above its stack.
+thread_local uintptr_t tls_stack_top = 0;
+
+uintptr_t stack_top(uintptr_t fp) {
+  if (tls_stack_top != 0 && fp < tls_stack_top) return tls_stack_top;
+  uintptr_t top = 0;
+  if (syscall(SYS_gettid) == getpid()) {
+    top = reinterpret_cast<uintptr_t>(__libc_stack_end);
+  } else {
+    top = reinterpret_cast<uintptr_t>(pthread_self());
+  }
+  constexpr uintptr_t kMaxStack = uintptr_t{1} << 30;
+  if (top <= fp || top - fp > kMaxStack) return 0;
+  tls_stack_top = top;
+  return top;
+}
+
+}  // namespace
+
+__attribute__((noinline)) uint32_t capture(const void* caller) {
+  Trace trace;
+  trace.frames[trace.depth++] = reinterpret_cast<uintptr_t>(caller);
+  auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  uintptr_t top = stack_top(fp);
+  // This function's own frame links to the innermost frame that kept a
+  // frame pointer: strata's code does not, so that is normally the frame of
+  // the function that called the allocator, whose saved return address is
+  // its caller.
+  if (top != 0) {
+    uintptr_t prev = fp;
+    fp = *reinterpret_cast<const uintptr_t*>(fp);
+    while (trace.depth < kMaxFrames && fp > prev && fp % sizeof(uintptr_t) == 0 &&
+           fp + 2 * sizeof(uintptr_t) <= top) {
+      auto* frame = reinterpret_cast<const uintptr_t*>(fp);
+      uintptr_t ret = frame[1];
+      if (ret < 4096) break;
+      trace.frames[trace.depth++] = ret;
+      prev = fp;
+      fp = frame[0];
+    }
+  }
+  Slot* slots = depot();
+  if (slots == nullptr) return 0;
+  uint64_t hash = hash_of(trace);
+  for (size_t probe = 0; probe < kProbes; ++probe) {
+    size_t index = (hash + probe) % kSlots;
+    Slot& slot = slots[index];
+    uint64_t key = slot.key.load(std::memory_order_acquire);
+    if (key == hash && same(slot.trace, trace)) return static_cast<uint32_t>(index + 1);
+    if (key == 0 && slot.key.compare_exchange_strong(key, kBusy, std::memory_order_acquire)) {
+      slot.trace = trace;
+      slot.key.store(hash, std::memory_order_release);
+      return static_cast<uint32_t>(index + 1);
+    }
+  }
+  return 0;
+}
+
+bool lookup(uint32_t id, Trace* out) {
+  *out = Trace{};
+  Slot* slots = g_depot.load(std::memory_order_acquire);
+  if (id == 0 || id > kSlots || slots == nullptr) return false;
+  Slot& slot = slots[id - 1];
+  if (slot.key.load(std::memory_order_acquire) <= kBusy) return false;
+  *out = slot.trace;
+  return true;
+}
+
+}  // namespace strata::stack
