@@ -1,0 +1,144 @@
+// The platform modes strata chooses at start-up: explicit commit under strict
+// overcommit (forced with STRATA_OVERCOMMIT=strict) and the data-segment heap
+// (STRATA_OPTIONS=brk=1). Each test applies only to the run that sets its
+// mode (see tests/CMakeLists.txt) and skips elsewhere.
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using strata_test::escape;
+using strata_test::kKiB;
+using strata_test::kMiB;
+using strata_test::opaque;
+
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strstr(v, value) != nullptr;
+}
+
+struct Mapping {
+  uintptr_t start = 0;
+  uintptr_t end = 0;
+  std::string perms;
+  std::string name;
+};
+
+std::vector<Mapping> read_maps() {
+  std::vector<Mapping> maps;
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return maps;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    Mapping m;
+    char perms[8] = {};
+    char name[256] = {};
+    unsigned long start = 0, end = 0;
+    if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &start, &end, perms, name) >= 3) {
+      m.start = start;
+      m.end = end;
+      m.perms = perms;
+      m.name = name;
+      maps.push_back(m);
+    }
+  }
+  std::fclose(f);
+  return maps;
+}
+
+Mapping mapping_of(const void* p) {
+  auto address = reinterpret_cast<uintptr_t>(p);
+  for (const Mapping& m : read_maps()) {
+    if (address >= m.start && address < m.end) return m;
+  }
+  return {};
+}
+
+// Bytes the kernel charges under strict overcommit: private writable mappings.
+size_t charged_bytes() {
+  size_t total = 0;
+  for (const Mapping& m : read_maps()) {
+    if (m.perms.size() == 4 && m.perms[1] == 'w' && m.perms[3] == 'p') total += m.end - m.start;
+  }
+  return total;
+}
+
+constexpr uintptr_t kSegment = 4 * kMiB;
+
+TEST(StrictOvercommit, SmallBlocksCommitTheirSlabNotTheSegment) {
+  if (!env_is("STRATA_OVERCOMMIT", "strict")) GTEST_SKIP() << "run with STRATA_OVERCOMMIT=strict";
+  void* p = std::malloc(opaque<size_t>(32));
+  ASSERT_NE(p, nullptr);
+  Mapping m = mapping_of(p);
+  EXPECT_EQ(m.perms, "rw-p");
+  EXPECT_LE(m.end - m.start, 1 * kMiB) << "the committed range around a small block";
+  // The rest of its segment is reserved, not committed.
+  uintptr_t segment = reinterpret_cast<uintptr_t>(p) & ~(kSegment - 1);
+  bool reserved_seen = false;
+  for (const Mapping& r : read_maps()) {
+    if (r.start >= segment && r.end <= segment + kSegment && r.perms == "---p")
+      reserved_seen = true;
+  }
+  EXPECT_TRUE(reserved_seen);
+  std::free(p);
+}
+
+TEST(StrictOvercommit, TrimmedMemoryIsNoLongerCharged) {
+  if (!env_is("STRATA_OVERCOMMIT", "strict")) GTEST_SKIP() << "run with STRATA_OVERCOMMIT=strict";
+  malloc_trim(0);
+  size_t before = charged_bytes();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64 * 1024; ++i) {
+    void* p = std::malloc(opaque<size_t>(512));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 1, 512);
+    blocks.push_back(p);
+  }
+  size_t peak = charged_bytes();
+  EXPECT_GE(peak, before + 24 * kMiB) << "32 MiB of blocks must be committed";
+  for (void* p : blocks) std::free(p);
+  blocks.clear();
+  blocks.shrink_to_fit();
+  EXPECT_EQ(malloc_trim(0), 1);
+  EXPECT_LE(charged_bytes(), before + 4 * kMiB) << "peak was " << (peak - before) / kMiB << " MiB";
+}
+
+TEST(BrkHeap, SmallBlocksComeFromTheDataSegment) {
+  if (!env_is("STRATA_OPTIONS", "brk=1")) GTEST_SKIP() << "run with STRATA_OPTIONS=brk=1";
+  void* p = std::malloc(opaque<size_t>(48));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(mapping_of(p).name, "[heap]");
+  std::free(p);
+}
+
+TEST(BrkHeap, TheBreakComesDownWhenTheTopIsFree) {
+  if (!env_is("STRATA_OPTIONS", "brk=1")) GTEST_SKIP() << "run with STRATA_OPTIONS=brk=1";
+  malloc_trim(0);
+  auto start = reinterpret_cast<uintptr_t>(sbrk(0));
+  std::vector<void*> blocks;
+  for (int i = 0; i < 32 * 1024; ++i) {
+    void* p = std::malloc(opaque<size_t>(1000));
+    ASSERT_NE(p, nullptr);
+    escape(p);
+    blocks.push_back(p);
+  }
+  auto peak = reinterpret_cast<uintptr_t>(sbrk(0));
+  EXPECT_GE(peak, start + 16 * kMiB) << "32 MiB of blocks must move the break";
+  for (void* p : blocks) std::free(p);
+  blocks.clear();
+  blocks.shrink_to_fit();
+  malloc_trim(0);
+  EXPECT_LT(reinterpret_cast<uintptr_t>(sbrk(0)), peak - 16 * kMiB);
+}
+
+}  // namespace
