@@ -206,11 +206,15 @@ struct UnmapList {
 // when they touch, evicting the oldest entries to stay within the slot count
 // and the trim threshold.
 // How many bytes of freed retained blocks the cache may keep: the trim
-// threshold the program set, or while glibc's dynamic threshold is in charge,
-// at least the same budget as freed small-object memory (dirty_max).
+// threshold the program set; or, while glibc's dynamic threshold is in
+// charge, at least four times the small-object dirty budget. Re-faulting a
+// large block costs a page fault per 4 KiB on every reuse (mstress spends
+// half its time there with an 8 MiB cache), and the purge delay still returns
+// an idle cache to the kernel.
 size_t cache_budget() {
   if (!g_options.mmap_threshold_dynamic) return g_trim_threshold;
-  return g_trim_threshold > g_options.dirty_max ? g_trim_threshold : g_options.dirty_max;
+  size_t floor = 4 * g_options.dirty_max;
+  return g_trim_threshold > floor ? g_trim_threshold : floor;
 }
 
 void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
@@ -250,6 +254,8 @@ void account(const Block& block, bool add) {
     bytes += block.size;
     if (g_usage.mapped_bytes > g_usage.max_mapped_bytes)
       g_usage.max_mapped_bytes = g_usage.mapped_bytes;
+    if (g_usage.mapped_blocks > g_usage.max_mapped_blocks)
+      g_usage.max_mapped_blocks = g_usage.mapped_blocks;
   } else {
     --blocks;
     bytes -= block.size;
@@ -262,11 +268,28 @@ bool use_mapping(size_t size) {
          g_usage.mapped_blocks < static_cast<size_t>(g_options.mmap_max);
 }
 
+// The option values the thresholds were last taken from.
+constinit bool g_thresholds_taken = false;
+constinit size_t g_threshold_option = 0;
+constinit size_t g_trim_option = 0;
+
 }  // namespace
 
+void take_thresholds(bool mmap, bool trim) {
+  if (mmap) {
+    g_threshold_option = g_options.mmap_threshold;
+    __atomic_store_n(&g_threshold, g_threshold_option, __ATOMIC_RELAXED);
+  }
+  if (trim) {
+    g_trim_option = g_options.trim_threshold;
+    g_trim_threshold = g_trim_option;
+  }
+  g_thresholds_taken = true;
+}
+
 void init() {
-  g_threshold = g_options.mmap_threshold;
-  g_trim_threshold = g_options.trim_threshold;
+  take_thresholds(!g_thresholds_taken || g_options.mmap_threshold != g_threshold_option,
+                  !g_thresholds_taken || g_options.trim_threshold != g_trim_option);
 }
 
 size_t mmap_threshold() { return __atomic_load_n(&g_threshold, __ATOMIC_RELAXED); }
@@ -297,6 +320,7 @@ void* allocate(size_t size, size_t alignment, bool zero) {
     return nullptr;
   }
   account(block, true);
+  ++g_usage.allocations;
   return p;
 }
 
@@ -310,6 +334,7 @@ size_t deallocate(void* p) {
     Block block = *slot;
     g_registry.erase(slot);
     account(block, false);
+    ++g_usage.frees;
     size = block.size;
     g_freed[g_freed_next++ % kFreedHistory] = FreedBlock{block.address, block.size};
     if (block.mapped) {

@@ -17,8 +17,14 @@
 
 namespace strata::large {
 
-// Initial state of the threshold; called once at start-up after options.
+// Takes the thresholds from the options: both at start-up; afterwards (any
+// option changed) only a threshold whose option value changed, so that one
+// glibc's dynamic rule raised stays raised, as in glibc.
 void init();
+
+// mallopt or option_set has just set the mmap (and/or trim) threshold: it
+// takes the option's value even when that value did not change.
+void take_thresholds(bool mmap, bool trim);
 
 // A block of at least `size` bytes aligned to `alignment` (a power of two),
 // zero-filled if `zero`. nullptr with errno ENOMEM on failure.
@@ -55,6 +61,9 @@ struct Usage {
   size_t cached_blocks = 0;  // freed, kept for reuse
   size_t cached_bytes = 0;
   size_t max_mapped_bytes = 0;
+  size_t max_mapped_blocks = 0;  // malloc_stats' "max mmap regions"
+  uint64_t allocations = 0;      // large blocks handed out so far
+  uint64_t frees = 0;            // large blocks freed so far
 };
 Usage usage();
 
