@@ -3,10 +3,14 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/single_threaded.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <new>
 
+#include "check/checked.h"
 #include "large/large.h"
 #include "options/options.h"
 #include "platform/lock.h"
@@ -72,8 +76,55 @@ void on_thread_exit(void* value) {
   park(heap);
 }
 
+// The purge thread: without it, memory freed just before a process goes idle
+// stays resident (within the dirty budget) until the next allocator call.
+// It is started only in processes that already run several threads: a
+// single-threaded program keeps the guarantees it may rely on (unshare,
+// seccomp filters, a lone thread after fork), and keeps at most the budget.
+constinit std::atomic<bool> g_purge_thread_started{false};
+
+void upkeep(uint64_t now) {
+  slab_pool::tick(now);
+  large::release_cached(/*only_aged=*/true, now);
+}
+
+void* purge_thread_main(void*) {
+  for (;;) {
+    uint32_t delay = g_options.purge_delay_ms != 0 ? g_options.purge_delay_ms : 1000;
+    struct timespec pause = {static_cast<time_t>(delay / 1000),
+                             static_cast<long>(delay % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0) {
+    }
+    upkeep(os::now_ms());
+  }
+  return nullptr;
+}
+
+void maybe_start_purge_thread() {
+  if (!g_options.purge_thread || __libc_single_threaded) return;
+  if (g_purge_thread_started.load(std::memory_order_relaxed) ||
+      g_purge_thread_started.exchange(true, std::memory_order_acq_rel)) {
+    return;
+  }
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  // The thread must never run a signal handler of the program's.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, purge_thread_main, nullptr) == 0) {
+    pthread_setname_np(thread, "strata-purge");
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
 void update_fast_path() {
-  bool features = g_options.perturb != 0;
+  check::latch();  // the block layout is decided once, at start-up
+  bool features = g_options.perturb != 0 || check::enabled();
   size_t limit = kMaxSmallSize + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
@@ -99,6 +150,7 @@ void fork_parent() {
 }
 
 void fork_child() {
+  g_purge_thread_started.store(false, std::memory_order_relaxed);  // not in the child
   large::fork_child();
   slab_pool::fork_child();
   g_heaps_lock.reset_after_fork();
@@ -161,9 +213,8 @@ void options_changed() {
 
 void maintenance() {
   if (++tls_slow_calls % kMaintenanceInterval != 0) return;
-  uint64_t now = os::now_ms();
-  slab_pool::tick(now);
-  large::release_cached(/*only_aged=*/true, now);
+  upkeep(os::now_ms());
+  maybe_start_purge_thread();
 }
 
 size_t trim() {
@@ -180,6 +231,11 @@ size_t trim() {
   size_t released = slab_pool::purge_all();
   released += large::release_cached(/*only_aged=*/false, 0);
   return released;
+}
+
+void for_each_heap(void (*visit)(const ThreadHeap*, void*), void* context) {
+  LockGuard guard(g_heaps_lock);
+  for (ThreadHeap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) visit(heap, context);
 }
 
 }  // namespace runtime
