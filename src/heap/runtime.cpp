@@ -11,6 +11,7 @@
 #include <new>
 
 #include "check/checked.h"
+#include "check/guard.h"
 #include "large/large.h"
 #include "options/options.h"
 #include "platform/lock.h"
@@ -123,8 +124,10 @@ void maybe_start_purge_thread() {
 }
 
 void update_fast_path() {
-  check::latch();  // the block layout is decided once, at start-up
-  bool features = g_options.perturb != 0 || check::enabled();
+  // Check mode and the guarded region are decided once, at start-up.
+  check::latch();
+  guard::latch();
+  bool features = g_options.perturb != 0 || check::enabled() || guard::guards_everything();
   size_t limit = kMaxSmallSize + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;

@@ -44,6 +44,11 @@ void maintenance();
 // number of bytes released.
 size_t trim();
 
+// Calls visit(heap) for every heap ever created, in use or parked, under the
+// heap-pool lock (statistics: visit must not allocate; the heaps' counters
+// belong to their owners and are read as racy snapshots).
+void for_each_heap(void (*visit)(const ThreadHeap*, void*), void* context);
+
 }  // namespace runtime
 }  // namespace strata
 

@@ -156,6 +156,7 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
     if (slab != &g_no_slab) {
       if (slab->has_free_blocks() || collect_remote(slab) || carve(slab)) {
         if (!slab->listed) link(slab, /*at_back=*/false);
+        if (spare_[size_class] == slab) spare_[size_class] = nullptr;
         current_[size_class] = slab;
         return pop(size_class);
       }
@@ -178,6 +179,18 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
 void ThreadHeap::after_local_free(Slab* slab) noexcept {
   size_t cls = slab->size_class;
   if (slab->used == 0 && slab != current_[cls]) {
+    // Keep one empty slab per class: a class whose few live blocks come and
+    // go would otherwise hand a slab back to the pool and fetch a new one
+    // every few calls.
+    if (spare_[cls] == nullptr) {
+      spare_[cls] = slab;
+      if (!slab->listed) {
+        uintptr_t expected = kNotifyOwner;
+        slab->remote_free.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+        link(slab, /*at_back=*/true);
+      }
+      return;
+    }
     retire(slab);
     return;
   }
@@ -215,6 +228,7 @@ void ThreadHeap::release_unused() {
       collect_remote(slab);
       if (slab->used == 0) {
         if (current_[cls] == slab) current_[cls] = &g_no_slab;
+        if (spare_[cls] == slab) spare_[cls] = nullptr;
         retire(slab);
       }
       slab = next;

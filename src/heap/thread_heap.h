@@ -9,7 +9,8 @@
 //   listed       may have free blocks; the refill path looks here next
 //   set aside    exhausted; remote_free carries kNotifyOwner, and the first
 //                remote free pushes it on the heap's `notified` stack
-// An empty slab (used == 0) that is not current goes back to the slab pool.
+// An empty slab (used == 0) that is neither current nor the class's one spare
+// goes back to the slab pool.
 //
 // A thread's heap lives until the thread exits; then it is parked in the heap
 // pool with its slabs and handed whole to the next new thread.
@@ -130,6 +131,7 @@ class ThreadHeap {
     Slab* tail = nullptr;
   };
   SlabList lists_[kNumClasses] = {};
+  Slab* spare_[kNumClasses] = {};  // an empty listed slab kept for reuse, per class
   std::atomic<Slab*> notified_{nullptr};
 };
 

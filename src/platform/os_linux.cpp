@@ -108,6 +108,16 @@ void release(void* p, size_t size) { ::munmap(p, size); }
 
 void* map(size_t size) { return mmap_anonymous(size, PROT_READ | PROT_WRITE, 0); }
 
+void* map_readonly(size_t size) { return mmap_anonymous(size, PROT_READ, MAP_NORESERVE); }
+
+bool make_writable(void* p, size_t size) {
+  if (::mprotect(p, size, PROT_READ | PROT_WRITE) != 0) {
+    errno = ENOMEM;
+    return false;
+  }
+  return true;
+}
+
 void* map_aligned(size_t size, size_t alignment) {
   return mmap_aligned(size, alignment, PROT_READ | PROT_WRITE, 0);
 }

@@ -53,40 +53,36 @@ inline Slab* slab_of(const Segment* segment, const void* p) {
       ->unit_slab[(reinterpret_cast<uintptr_t>(p) >> kUnitShift) & (kUnitsPerSegment - 1)];
 }
 
-// One bit per possible segment of the 47-bit user address space (4 MiB of
-// zero-initialised data; only the words covering used address space are
-// ever touched).
+// One byte per possible segment of the 47-bit user address space: 32 MiB of
+// address space mapped read-only, so every byte reads as zero without
+// costing memory or (under strict overcommit) commit charge. A page of it
+// becomes writable (4 KiB, covering 16 GiB of address space) when the first
+// segment it describes is created. Reading is one byte load, no bit
+// arithmetic: the map is consulted on every free.
 class SegmentMap {
  public:
   static constexpr size_t kAddressBits = 47;
-  static constexpr size_t kWords = (size_t{1} << (kAddressBits - kSegmentShift)) / 64;
-
-  static constexpr uintptr_t kIndexLimit = kWords * 64;
+  static constexpr uintptr_t kIndexLimit = uintptr_t{1} << (kAddressBits - kSegmentShift);
 
   static uintptr_t index_of(const void* p) {
     return reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
   }
-  // index < kIndexLimit.
+  // index < kIndexLimit, and the map exists (the fast path's index limit is
+  // 0 until the allocator has started, which creates it).
   bool contains_index(uintptr_t index) const {
-    return (__atomic_load_n(&words_[index / 64], __ATOMIC_RELAXED) >> (index % 64)) & 1;
+    return __atomic_load_n(&bytes_[index], __ATOMIC_RELAXED) != 0;
   }
   bool contains(const void* p) const {
     uintptr_t index = index_of(p);
-    return index < kIndexLimit && contains_index(index);
+    return index < kIndexLimit && bytes_ != nullptr && contains_index(index);
   }
-  void insert(const Segment* segment) {
-    uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
-    __atomic_fetch_or(&words_[index / 64], uint64_t{1} << (index % 64), __ATOMIC_RELEASE);
-  }
-  void erase(const Segment* segment) {
-    uintptr_t index = reinterpret_cast<uintptr_t>(segment) >> kSegmentShift;
-    __atomic_fetch_and(&words_[index / 64], ~(uint64_t{1} << (index % 64)), __ATOMIC_RELEASE);
-  }
+  // Under the slab pool's lock. False if the map cannot be made (ENOMEM).
+  bool insert(const Segment* segment);
+  void erase(const Segment* segment);
 
  private:
-  // Plain words accessed with atomic builtins: an array of std::atomic this
-  // size would have to be constant-evaluated element by element.
-  uint64_t words_[kWords] = {};
+  uint8_t* bytes_ = nullptr;
+  uint64_t writable_pages_[(kIndexLimit / 4096 + 63) / 64] = {};  // bit per page of bytes_
 };
 
 extern SegmentMap g_segment_map;

@@ -14,6 +14,26 @@ namespace strata {
 constinit SegmentMap g_segment_map;
 constinit Slab g_no_slab;
 
+bool SegmentMap::insert(const Segment* segment) {
+  if (bytes_ == nullptr) {
+    bytes_ = static_cast<uint8_t*>(os::map_readonly(kIndexLimit));
+    if (bytes_ == nullptr) return false;
+  }
+  uintptr_t index = index_of(segment);
+  size_t page = index / 4096;
+  uint64_t bit = uint64_t{1} << (page % 64);
+  if ((writable_pages_[page / 64] & bit) == 0) {
+    if (!os::make_writable(bytes_ + page * 4096, 4096)) return false;
+    writable_pages_[page / 64] |= bit;
+  }
+  __atomic_store_n(&bytes_[index], 1, __ATOMIC_RELEASE);
+  return true;
+}
+
+void SegmentMap::erase(const Segment* segment) {
+  __atomic_store_n(&bytes_[index_of(segment)], 0, __ATOMIC_RELEASE);
+}
+
 namespace slab_pool {
 namespace {
 
@@ -24,6 +44,7 @@ constinit size_t g_brk_segment_count = 0;
 constinit size_t g_dirty_bytes = 0;
 constinit size_t g_slab_bytes = 0;
 constinit size_t g_purged_total = 0;
+constinit size_t g_peak_bytes = 0;
 constinit std::atomic<uint64_t> g_next_tick_ms{0};
 
 constexpr uint64_t kAllUnits = ~uint64_t{0};
@@ -91,10 +112,16 @@ Segment* create_segment() {
   // brk memory is committed by the kernel as it is handed to us; so is a
   // lazily committed reservation.
   segment->committed_units = (from_brk || !os::g_caps.explicit_commit) ? kAllUnits : 1;
+  if (!g_segment_map.insert(segment)) {
+    if (from_brk)
+      os::sbrk(-static_cast<intptr_t>(kSegmentSize));
+    else
+      os::release(memory, kSegmentSize);
+    return nullptr;
+  }
   link_segment(segment);
   ++g_segment_count;
   if (from_brk) ++g_brk_segment_count;
-  g_segment_map.insert(segment);
   return segment;
 }
 
@@ -216,6 +243,7 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
   size_t dirty = static_cast<size_t>(__builtin_popcountll(segment->dirty_units & run));
   g_dirty_bytes -= dirty * kUnitSize;
   g_slab_bytes += bytes;
+  if (g_slab_bytes + g_dirty_bytes > g_peak_bytes) g_peak_bytes = g_slab_bytes + g_dirty_bytes;
   bool fresh = dirty == 0;  // purged or never touched: reads as zero
   segment->free_units &= ~run;
   segment->dirty_units &= ~run;
@@ -305,6 +333,11 @@ Usage usage() {
   u.dirty_bytes = g_dirty_bytes;
   u.purged_bytes = g_purged_total;
   u.brk_bytes = g_brk_segment_count * kSegmentSize;
+  u.peak_bytes = g_peak_bytes;
+  for (Segment* segment = g_segments; segment != nullptr; segment = segment->next) {
+    uint64_t dirty = segment->dirty_units;
+    u.dirty_runs += static_cast<size_t>(__builtin_popcountll(dirty & ~(dirty << 1)));
+  }
   return u;
 }
 

@@ -35,6 +35,8 @@ struct Usage {
   size_t dirty_bytes = 0;   // free but resident (not yet purged)
   size_t purged_bytes = 0;  // total ever returned to the kernel
   size_t brk_bytes = 0;     // bytes of segments on the data segment
+  size_t dirty_runs = 0;    // runs of adjacent dirty units (free chunks, for mallinfo)
+  size_t peak_bytes = 0;    // highest slab_bytes + dirty_bytes so far
 };
 Usage usage();
 
