@@ -435,14 +435,8 @@ void for_each_block(void (*visit)(const void*, size_t, void*), void* context) {
   });
 }
 
-constinit bool g_fork_took_lock = false;
-void fork_prepare() {
-  g_fork_took_lock = !g_lock.held_by_current_thread();
-  if (g_fork_took_lock) g_lock.lock();
-}
-void fork_parent() {
-  if (g_fork_took_lock) g_lock.unlock();
-}
+void fork_prepare() { g_lock.fork_prepare(); }
+void fork_parent() { g_lock.fork_parent(); }
 void fork_child() { g_lock.reset_after_fork(); }
 
 }  // namespace strata::large

@@ -50,8 +50,18 @@ class SpinLock {
            holder_.load(std::memory_order_relaxed) == current_thread_token();
   }
 
-  // After fork the child has one thread; whatever the parent's threads held
-  // is void.
+  // fork(): the lock is held across the fork so the child inherits
+  // consistent data, unless the forking thread holds it already (a fork from
+  // a signal handler that interrupted it): waiting would never end, and the
+  // child then inherits the data as it is.
+  void fork_prepare() {
+    taken_for_fork_ = !held_by_current_thread();
+    if (taken_for_fork_) lock();
+  }
+  void fork_parent() {
+    if (taken_for_fork_) unlock();
+  }
+  // The child has one thread; whatever the parent's other threads held is void.
   void reset_after_fork() {
     holder_.store(0, std::memory_order_relaxed);
     locked_.store(false, std::memory_order_relaxed);
@@ -60,6 +70,7 @@ class SpinLock {
  private:
   std::atomic<bool> locked_{false};
   std::atomic<uintptr_t> holder_{0};
+  bool taken_for_fork_ = false;
 };
 
 class LockGuard {

@@ -351,17 +351,8 @@ void for_each_slab(void (*visit)(const Slab*, void*), void* context) {
   }
 }
 
-// A fork from a signal handler that interrupted this very thread inside the
-// pool must not wait for itself; the child then inherits the state as is.
-constinit bool g_fork_took_lock = false;
-
-void fork_prepare() {
-  g_fork_took_lock = !g_lock.held_by_current_thread();
-  if (g_fork_took_lock) g_lock.lock();
-}
-void fork_parent() {
-  if (g_fork_took_lock) g_lock.unlock();
-}
+void fork_prepare() { g_lock.fork_prepare(); }
+void fork_parent() { g_lock.fork_parent(); }
 void fork_child() { g_lock.reset_after_fork(); }
 
 }  // namespace slab_pool
