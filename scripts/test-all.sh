@@ -38,8 +38,9 @@ full() {
 sanitized() {
   local dir=$1 sanitizer=$2
   configure "$dir" -DSTRATA_SANITIZE="$sanitizer" -DSTRATA_BUILD_BENCH=OFF
-  cmake --build "$builds/$dir" -j "$jobs" --target api_tests_prefixed stress_tests_prefixed strata_unit_tests
-  run_ctest "$dir" -L 'api|stress|unit'
+  cmake --build "$builds/$dir" -j "$jobs" --target api_tests_prefixed stress_tests_prefixed \
+    strata_unit_tests stats_tests
+  run_ctest "$dir" -L 'api|stress|unit|stats'
 }
 
 format_check() {

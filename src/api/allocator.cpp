@@ -7,13 +7,25 @@
 
 #include <cstring>
 
+#include "api/entry.h"
+#include "check/checked.h"
+#include "check/guard.h"
 #include "check/report.h"
 #include "large/large.h"
 #include "options/options.h"
 #include "platform/os.h"
 
+// Where the program called from, for check mode's records. Only the slow
+// paths use it (it gives the function a frame pointer).
+#define STRATA_SITE \
+  check::Site { __builtin_return_address(0), caller_frame(__builtin_frame_address(0)) }
+
 namespace strata::api {
 namespace {
+
+// The frame pointer of the code that called the function whose frame record
+// is `frame` (read at once: a tail call reuses the record).
+inline const void* caller_frame(const void* frame) { return *static_cast<void* const*>(frame); }
 
 bool too_large(size_t size) { return size > static_cast<size_t>(PTRDIFF_MAX); }
 
@@ -127,12 +139,233 @@ void release_small(Slab* slab, void* p) {
   }
 }
 
+void* aligned_plain(size_t alignment, size_t size);
+
+// --- Check mode (check/checked.h): every block has a header and canaries;
+// these functions find the raw block behind a pointer and hand raw blocks
+// out and back.
+
+size_t raw_usable(const void* raw) {
+  if (g_segment_map.contains(raw)) return slab_of(segment_of(raw), raw)->block_size;
+  return large::usable_size(raw);
+}
+
+void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin origin,
+                       check::Site site) {
+  size_t need;
+  if (alignment > check::kMaxAlignment || !check::raw_size(size, alignment, &need) ||
+      too_large(need)) {
+    return fail_nomem();
+  }
+  runtime::ensure_ready();
+  void* raw = alignment <= kMinAlign ? allocate(need, false) : aligned_plain(alignment, need);
+  if (raw == nullptr) return nullptr;
+  return check::on_allocate(raw, raw_usable(raw), alignment, size, origin, zero, site);
+}
+
+// --- Debugging features: check mode and guarded blocks.
+
+bool debugging() { return check::enabled() || guard::enabled(); }
+
+void free_plain(void* p, const char* function);
+void* realloc_plain(void* p, size_t size);
+
+// A block of the family `origin`: guarded if sampling picks it, else with
+// check mode's layout if that is on.
+void* allocate_from(size_t size, size_t alignment, bool zero, check::Origin origin,
+                    check::Site site) {
+  if (guard::enabled() && !too_large(size) && guard::should_sample()) {
+    if (void* p = guard::allocate(size, alignment, zero, origin, site)) return p;
+  }
+  if (check::enabled()) return checked_allocate(size, alignment, zero, origin, site);
+  return alignment <= kMinAlign ? allocate(size, zero) : aligned_plain(alignment, size);
+}
+
+// The raw block whose user pointer is p, or nullptr (reported).
+void* checked_find(const void* p, const char* function) {
+  void* raw = nullptr;
+  if (g_segment_map.contains(p)) {
+    Slab* slab = slab_of(segment_of(p), p);
+    const char* at = static_cast<const char*>(p);
+    if (slab->owner == nullptr || at < slab->start || at >= slab->end) {
+      report::invalid_pointer(function, p);
+      return nullptr;
+    }
+    size_t index = static_cast<size_t>(at - slab->start) / slab->block_size;
+    raw = slab->start + index * slab->block_size;
+    if (static_cast<const FreeBlock*>(raw)->tag == free_tag(raw)) {
+      // The block left the quarantine and is free again.
+      if (at - static_cast<const char*>(raw) == static_cast<ptrdiff_t>(check::kHeaderSize))
+        report::double_free(function, p, slab->block_size);
+      else
+        report::invalid_pointer(function, p);
+      return nullptr;
+    }
+  } else {
+    // A large block's user pointer is kHeaderSize past its start, or its
+    // alignment past it (then p is aligned to that much).
+    auto address = reinterpret_cast<uintptr_t>(p);
+    size_t limit = address == 0 ? 0 : size_t{1} << __builtin_ctzll(address);
+    if (limit > check::kMaxAlignment) limit = check::kMaxAlignment;
+    for (size_t offset = check::kHeaderSize; offset <= limit || offset == check::kHeaderSize;
+         offset *= 2) {
+      if (address > offset && large::usable_size(reinterpret_cast<void*>(address - offset))) {
+        raw = reinterpret_cast<void*>(address - offset);
+        break;
+      }
+    }
+    if (raw == nullptr) {
+      if (size_t freed = large::recently_freed_size(
+              reinterpret_cast<const void*>(address - check::kHeaderSize))) {
+        report::double_free(function, p, freed);
+      } else {
+        report::invalid_pointer(function, p);
+      }
+      return nullptr;
+    }
+  }
+  switch (check::inspect(raw, p)) {
+    case check::Found::kLive:
+      return raw;
+    case check::Found::kFreed:
+      check::report_double_free(function, p);
+      return nullptr;
+    case check::Found::kCorrupt:
+      check::report_corrupt(function, p);
+      return nullptr;
+    case check::Found::kNotABlock:
+      break;
+  }
+  report::invalid_pointer(function, p);
+  return nullptr;
+}
+
+// Gives back the blocks leaving the quarantine.
+void release_evicted() {
+  void* raws[16];
+  while (size_t count = check::evict(raws, 16)) {
+    for (size_t i = 0; i < count; ++i) {
+      void* raw = raws[i];
+      if (raw == nullptr) continue;
+      if (g_segment_map.contains(raw))
+        release_small(slab_of(segment_of(raw), raw), raw);
+      else
+        large::deallocate(raw);
+    }
+  }
+}
+
+void checked_free(void* p, const char* function, check::Release kind, size_t size,
+                  check::Site site) {
+  if (p == nullptr) return;
+  os::ErrnoGuard keep_errno;
+  runtime::ensure_ready();
+  if (checked_find(p, function) == nullptr) return;
+  if (!check::on_free(p, function, kind, size, site)) return;
+  release_evicted();
+  runtime::maintenance();
+}
+
+// Always moves the block, so that stale pointers to the old one are caught.
+void* checked_realloc(void* p, size_t size, check::Site site) {
+  if (p == nullptr) return checked_allocate(size, 0, false, check::Origin::kMalloc, site);
+  if (size == 0) {
+    checked_free(p, "realloc", check::Release::kFree, 0, site);
+    return nullptr;
+  }
+  if (too_large(size)) return fail_nomem();
+  runtime::ensure_ready();
+  if (checked_find(p, "realloc") == nullptr) return nullptr;
+  size_t old_size = check::size_of(p);
+  void* q = allocate_from(size, 0, false, check::Origin::kMalloc, site);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, size < old_size ? size : old_size);
+  os::ErrnoGuard keep_errno;
+  if (!check::on_free(p, "realloc", check::Release::kFree, 0, site)) {
+    // Reported, and the old block is left as it was.
+    checked_free(q, "realloc", check::Release::kFree, 0, site);
+    return nullptr;
+  }
+  release_evicted();
+  return q;
+}
+
+void free_from_any(void* p, const char* function, check::Release kind, size_t size,
+                   check::Site site) {
+  if (p == nullptr) return;
+  if (guard::owns(p)) {
+    os::ErrnoGuard keep_errno;
+    guard::release(p, function, kind, size, site);
+    return;
+  }
+  if (check::enabled()) return checked_free(p, function, kind, size, site);
+  free_plain(p, function);
+}
+
+void* realloc_any(void* p, size_t size, check::Site site) {
+  if (p == nullptr) return allocate_from(size, 0, false, check::Origin::kMalloc, site);
+  if (!guard::owns(p))
+    return check::enabled() ? checked_realloc(p, size, site) : realloc_plain(p, size);
+  if (size == 0) {
+    free_from_any(p, "realloc", check::Release::kFree, 0, site);
+    return nullptr;
+  }
+  if (too_large(size)) return fail_nomem();
+  size_t old_size;
+  if (!guard::find(p, "realloc", &old_size)) return nullptr;
+  void* q = allocate_from(size, 0, false, check::Origin::kMalloc, site);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, size < old_size ? size : old_size);
+  os::ErrnoGuard keep_errno;
+  if (!guard::release(p, "realloc", check::Release::kFree, 0, site)) {
+    free_from_any(q, "realloc", check::Release::kFree, 0, site);  // reported; p is left as it was
+    return nullptr;
+  }
+  return q;
+}
+
 }  // namespace
 
-void* malloc_slow(size_t size) noexcept { return allocate(size, /*zero=*/false); }
+void* malloc_slow(size_t size) noexcept {
+  if (debugging()) return allocate_from(size, 0, false, check::Origin::kMalloc, STRATA_SITE);
+  return allocate(size, /*zero=*/false);
+}
+
+void* malloc_slow_from(size_t size, check::Origin origin, const void* caller) noexcept {
+  if (debugging()) {
+    return allocate_from(size, 0, false, origin,
+                         {caller, caller_frame(__builtin_frame_address(0))});
+  }
+  return allocate(size, /*zero=*/false);
+}
+
+void* aligned_from(size_t alignment, size_t size, check::Origin origin,
+                   const void* caller) noexcept {
+  if (debugging()) {
+    return allocate_from(size, alignment, false, origin,
+                         {caller, caller_frame(__builtin_frame_address(0))});
+  }
+  return aligned(alignment, size);
+}
+
+void free_slow_from(void* p, const char* function, check::Release kind, size_t size,
+                    const void* caller) noexcept {
+  if (debugging()) {
+    return free_from_any(p, function, kind, size,
+                         {caller, caller_frame(__builtin_frame_address(0))});
+  }
+  free_slow(p, function);
+}
 
 void free_slow(void* p, const char* function) noexcept {
   if (p == nullptr) return;
+  if (debugging()) return free_from_any(p, function, check::Release::kFree, 0, STRATA_SITE);
+  free_plain(p, function);
+}
+
+namespace {
+
+void free_plain(void* p, const char* function) {
   os::ErrnoGuard keep_errno;  // free never changes errno, even when unmapping
   runtime::ensure_ready();
   if (g_segment_map.contains(p)) {
@@ -148,13 +381,23 @@ void free_slow(void* p, const char* function) noexcept {
   if (large::deallocate(p) == 0) report_unknown_large(function, p);
 }
 
+}  // namespace
+
 void* calloc_slow(size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
+  if (debugging()) return allocate_from(total, 0, true, check::Origin::kMalloc, STRATA_SITE);
   return allocate(total, /*zero=*/true);
 }
 
 void* realloc(void* p, size_t size) noexcept {
+  if (debugging()) return realloc_any(p, size, STRATA_SITE);
+  return realloc_plain(p, size);
+}
+
+namespace {
+
+void* realloc_plain(void* p, size_t size) {
   if (p == nullptr) return malloc(size);
   if (size == 0) {  // glibc frees and returns NULL
     free_slow(p, "realloc");
@@ -182,6 +425,8 @@ void* realloc(void* p, size_t size) noexcept {
   return q;
 }
 
+}  // namespace
+
 void* reallocarray(void* p, size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
@@ -189,7 +434,16 @@ void* reallocarray(void* p, size_t count, size_t size) noexcept {
 }
 
 void* aligned(size_t alignment, size_t size) noexcept {
-  if (alignment <= kMinAlign) return malloc(size);
+  if (debugging()) {
+    return allocate_from(size, alignment, false, check::Origin::kMalloc, STRATA_SITE);
+  }
+  return aligned_plain(alignment, size);
+}
+
+namespace {
+
+void* aligned_plain(size_t alignment, size_t size) {
+  if (alignment <= kMinAlign) return allocate(size, false);
   if (too_large(size)) return fail_nomem();
   runtime::ensure_ready();
   // Slabs start on a multiple of 64 KiB (and of their own size), so a class
@@ -206,6 +460,8 @@ void* aligned(size_t alignment, size_t size) noexcept {
   size_t page = os::g_caps.page_size;
   return allocate_large(size, alignment < page ? page : alignment, false);
 }
+
+}  // namespace
 
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
   if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) return EINVAL;
@@ -247,12 +503,23 @@ void* pvalloc(size_t size) noexcept {
 size_t usable_size(const void* p) noexcept {
   if (p == nullptr) return 0;
   runtime::ensure_ready();
+  if (guard::owns(p)) {
+    size_t size;
+    return guard::find(p, "malloc_usable_size", &size) ? size : 0;
+  }
+  if (check::enabled()) {
+    return checked_find(p, "malloc_usable_size") != nullptr ? check::size_of(p) : 0;
+  }
   return find_block(p, "malloc_usable_size").size;
 }
 
-void free_sized(void* p, size_t /*size*/) noexcept { free(p); }
+void free_sized(void* p, size_t size) noexcept {
+  free_from(p, "free_sized", check::Release::kFree, size, __builtin_return_address(0));
+}
 
-void free_aligned_sized(void* p, size_t /*alignment*/, size_t /*size*/) noexcept { free(p); }
+void free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept {
+  free_from(p, "free_aligned_sized", check::Release::kFree, size, __builtin_return_address(0));
+}
 
 int trim(size_t /*pad*/) noexcept { return runtime::trim() != 0 ? 1 : 0; }
 

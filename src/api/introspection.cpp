@@ -1,36 +1,84 @@
-// glibc's tuning and introspection interface (see introspection.h).
+// glibc's tuning and introspection interface, and strata_option_set/get (see
+// introspection.h).
 #include "api/introspection.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include <unistd.h>
 
-#include "check/report.h"
+#include <strata/strata.h>
+
+#include "api/stats.h"
 #include "large/large.h"
 #include "options/options.h"
 #include "platform/lock.h"
-#include "slab/slab_pool.h"
 
 namespace strata::api {
 namespace {
 
-// mallopt may race with other mallopt calls; the fields it writes are read
-// without a lock by the allocator, which tolerates either value.
+// Serialises option changes (options.h leaves that to its callers). The
+// allocator reads the fields without it and tolerates either value.
 constinit SpinLock g_options_lock;
 
-struct SlabTotals {
-  size_t slabs = 0;
-  size_t in_use_bytes = 0;  // blocks handed out
-  size_t free_bytes = 0;    // free blocks inside slabs
+// mallinfo2's fields (see introspection.h) and the extra figures
+// malloc_info and malloc_stats print, from one snapshot.
+struct Figures {
+  struct mallinfo2 info = {};
+  size_t system_max = 0;         // highest arena so far (approximate for large blocks)
+  size_t address_space = 0;      // reserved for the arena
+  size_t max_mapped_blocks = 0;  // most large blocks mapped at once
+  size_t max_mapped_bytes = 0;
 };
 
-void add_slab(const Slab* slab, void* context) {
-  auto* totals = static_cast<SlabTotals*>(context);
-  size_t bytes = static_cast<size_t>(slab->units) * kUnitSize;
-  size_t used = static_cast<size_t>(slab->used) * slab->block_size;
-  ++totals->slabs;
-  totals->in_use_bytes += used;
-  totals->free_bytes += bytes - used;
+Figures figures(const stats::Snapshot& s) {
+  Figures f;
+  size_t held_large = s.large.retained_bytes + s.large.cached_bytes;
+  struct mallinfo2& info = f.info;
+  info.arena = s.slab_bytes() + s.pool.dirty_bytes + held_large;
+  info.ordblks = s.pool.dirty_runs + s.large.cached_blocks;
+  info.smblks = s.small_free_blocks();
+  info.hblks = s.large.mapped_blocks;
+  info.hblkhd = s.large.mapped_bytes;
+  info.usmblks = 0;
+  info.fsmblks = s.small_free_bytes();
+  info.uordblks = s.small_in_use_bytes() + s.large.retained_bytes;
+  if (info.uordblks > info.arena) info.uordblks = info.arena;  // a racy snapshot
+  info.fordblks = info.arena - info.uordblks;
+  if (info.fsmblks > info.fordblks) info.fsmblks = info.fordblks;
+  info.keepcost = s.pool.dirty_bytes + s.large.cached_bytes + s.releasable_slab_bytes;
+  if (info.keepcost > info.fordblks) info.keepcost = info.fordblks;
+  f.system_max = s.pool.peak_bytes + held_large;
+  if (f.system_max < info.arena) f.system_max = info.arena;
+  f.address_space = s.pool.reserved + held_large;
+  if (f.address_space < info.arena) f.address_space = info.arena;
+  f.max_mapped_blocks = s.large.max_mapped_blocks;
+  f.max_mapped_bytes = s.large.max_mapped_bytes;
+  return f;
+}
+
+Figures current_figures() {
+  stats::Snapshot snapshot;
+  stats::take(&snapshot);
+  return figures(snapshot);
+}
+
+// glibc's summary after <sizes>: in each <heap>, and again for the whole
+// process, where it adds the mapped blocks.
+void write_totals(stats::Out& out, const Figures& f, bool process) {
+  const struct mallinfo2& info = f.info;
+  out.text("<total type=\"fast\" count=\"").number(info.smblks);
+  out.text("\" size=\"").number(info.fsmblks).text("\"/>\n");
+  out.text("<total type=\"rest\" count=\"").number(info.ordblks);
+  out.text("\" size=\"").number(info.fordblks - info.fsmblks).text("\"/>\n");
+  if (process) {
+    out.text("<total type=\"mmap\" count=\"").number(info.hblks);
+    out.text("\" size=\"").number(info.hblkhd).text("\"/>\n");
+  }
+  out.text("<system type=\"current\" size=\"").number(info.arena).text("\"/>\n");
+  out.text("<system type=\"max\" size=\"").number(f.system_max).text("\"/>\n");
+  out.text("<aspace type=\"total\" size=\"").number(f.address_space).text("\"/>\n");
+  out.text("<aspace type=\"mprotect\" size=\"").number(info.arena).text("\"/>\n");
 }
 
 }  // namespace
@@ -39,30 +87,17 @@ int mallopt(int param, int value) {
   runtime::ensure_ready();
   LockGuard guard(g_options_lock);
   int result = options_mallopt(param, value);
+  // A threshold set explicitly replaces one glibc's dynamic rule raised,
+  // even when the value is the one the option already had.
+  if (result == 1 && (param == kM_MMAP_THRESHOLD || param == kM_TRIM_THRESHOLD)) {
+    large::take_thresholds(param == kM_MMAP_THRESHOLD, param == kM_TRIM_THRESHOLD);
+  }
   runtime::options_changed();
   return result;
 }
 
 struct mallinfo2 mallinfo2() {
-  runtime::ensure_ready();
-  SlabTotals totals;
-  slab_pool::for_each_slab(add_slab, &totals);
-  slab_pool::Usage pool = slab_pool::usage();
-  large::Usage big = large::usage();
-  struct mallinfo2 info = {};
-  // arena: bytes of the non-mapped heap: slabs, free units still resident,
-  // and retained large blocks (live or cached).
-  info.arena = pool.slab_bytes + pool.dirty_bytes + big.retained_bytes + big.cached_bytes;
-  info.ordblks = totals.slabs + big.cached_blocks;
-  info.smblks = 0;
-  info.hblks = big.mapped_blocks;
-  info.hblkhd = big.mapped_bytes;
-  info.usmblks = 0;
-  info.fsmblks = 0;
-  info.uordblks = totals.in_use_bytes + big.retained_bytes;
-  info.fordblks = info.arena - info.uordblks;
-  info.keepcost = pool.dirty_bytes + big.cached_bytes;
-  return info;
+  return current_figures().info;
 }
 
 struct mallinfo mallinfo() {
@@ -83,18 +118,16 @@ struct mallinfo mallinfo() {
 }
 
 void malloc_stats() {
-  struct mallinfo2 info = mallinfo2();
-  large::Usage big = large::usage();
-  char buffer[512];
-  report::Writer w(buffer, sizeof buffer);
-  // glibc's layout: one block per arena, then the totals.
-  w.text("Arena 0:\nsystem bytes     = ").number(info.arena);
-  w.text("\nin use bytes     = ").number(info.uordblks);
-  w.text("\nTotal (incl. mmap):\nsystem bytes     = ").number(info.arena + info.hblkhd);
-  w.text("\nin use bytes     = ").number(info.uordblks + info.hblkhd);
-  w.text("\nmax mmap regions = ").number(big.mapped_blocks);
-  w.text("\nmax mmap bytes   = ").number(big.max_mapped_bytes).text("\n");
-  w.flush(STDERR_FILENO);
+  Figures f = current_figures();
+  const struct mallinfo2& info = f.info;
+  // glibc's layout and its %10u columns; one arena.
+  stats::Out out(STDERR_FILENO);
+  out.text("Arena 0:\nsystem bytes     = ").number(info.arena, 10);
+  out.text("\nin use bytes     = ").number(info.uordblks, 10);
+  out.text("\nTotal (incl. mmap):\nsystem bytes     = ").number(info.arena + info.hblkhd, 10);
+  out.text("\nin use bytes     = ").number(info.uordblks + info.hblkhd, 10);
+  out.text("\nmax mmap regions = ").number(f.max_mapped_blocks, 10);
+  out.text("\nmax mmap bytes   = ").number(f.max_mapped_bytes, 10).put('\n');
 }
 
 int malloc_info(int options, FILE* stream) {
@@ -102,27 +135,76 @@ int malloc_info(int options, FILE* stream) {
     errno = EINVAL;
     return -1;
   }
-  struct mallinfo2 info = mallinfo2();
-  fprintf(stream, "<malloc version=\"1\">\n");
-  fprintf(stream, "<heap nr=\"0\">\n<sizes>\n</sizes>\n");
-  fprintf(stream, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
-  fprintf(stream, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", info.ordblks,
-          info.fordblks);
-  fprintf(stream, "<system type=\"current\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<system type=\"max\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<aspace type=\"total\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<aspace type=\"mprotect\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "</heap>\n");
-  fprintf(stream, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
-  fprintf(stream, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", info.ordblks,
-          info.fordblks);
-  fprintf(stream, "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n", info.hblks, info.hblkhd);
-  fprintf(stream, "<system type=\"current\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<system type=\"max\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<aspace type=\"total\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "<aspace type=\"mprotect\" size=\"%zu\"/>\n", info.arena);
-  fprintf(stream, "</malloc>\n");
+  // Everything is gathered first: writing to the stream may allocate.
+  stats::Snapshot snapshot;
+  stats::take(&snapshot);
+  Figures f = figures(snapshot);
+  stats::Out out(stream);
+  out.text("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+  // glibc lists its bins of free chunks; strata's are the size classes'
+  // free blocks.
+  uint64_t from = 1;
+  for (size_t i = 0; i < kNumClasses; ++i) {
+    const stats::ClassUsage& c = snapshot.classes[i];
+    uint64_t block = kSizeClasses[i].block_size;
+    if (c.capacity > c.in_use) {
+      uint64_t count = c.capacity - c.in_use;
+      out.text("  <size from=\"").number(from).text("\" to=\"").number(block);
+      out.text("\" total=\"").number(count * block).text("\" count=\"").number(count);
+      out.text("\"/>\n");
+    }
+    from = block + 1;
+  }
+  out.text("</sizes>\n");
+  write_totals(out, f, /*process=*/false);
+  out.text("</heap>\n");
+  write_totals(out, f, /*process=*/true);
+  out.text("</malloc>\n");
+  return 0;
+}
+
+int option_set(const char* name, const char* value) {
+  if (name == nullptr || value == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  // Started first: start-up reads the options afresh from the environment.
+  runtime::ensure_ready();
+  LockGuard guard(g_options_lock);
+  if (!strata::option_set(name, value)) {
+    errno = EINVAL;
+    return -1;
+  }
+  bool mmap = strcmp(name, "mmap_threshold") == 0;
+  bool trim = strcmp(name, "trim_threshold") == 0;
+  if (mmap || trim) large::take_thresholds(mmap, trim);
+  runtime::options_changed();
+  return 0;
+}
+
+int option_get(const char* name, char* buf, size_t len) {
+  if (name == nullptr || buf == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  runtime::ensure_ready();
+  LockGuard guard(g_options_lock);
+  if (!strata::option_get(name, buf, len)) {
+    errno = EINVAL;
+    return -1;
+  }
   return 0;
 }
 
 }  // namespace strata::api
+
+extern "C" {
+
+int strata_option_set(const char* name, const char* value) {
+  return strata::api::option_set(name, value);
+}
+int strata_option_get(const char* name, char* buf, size_t len) {
+  return strata::api::option_get(name, buf, len);
+}
+
+}  // extern "C"

@@ -31,6 +31,20 @@ enum class Origin : uint8_t { kMalloc = 1, kNew = 2, kNewArray = 3 };
 // How the program releases it.
 enum class Release : uint8_t { kFree, kDelete, kDeleteArray };
 
+// Where a call came from: the return address into the program, and the
+// program's frame pointer when it called (its frame record leads to the
+// program's callers), or nullptr.
+struct Site {
+  const void* caller;
+  const void* frame;
+};
+
+// Names for reports: "malloc", "operator new", "operator new[]"; "free",
+// "operator delete", "operator delete[]". Whether a family may release a block.
+const char* origin_name(Origin origin);
+const char* release_name(Release kind);
+bool family_matches(Origin origin, Release kind);
+
 // Whether blocks have the check-mode layout. Fixed by latch().
 extern constinit bool g_enabled;
 inline bool enabled() { return g_enabled; }
@@ -55,9 +69,9 @@ inline bool raw_size(size_t size, size_t alignment, size_t* out) {
 }
 
 // Lays out a fresh raw block of `raw_usable` bytes (>= raw_size) and returns
-// the user pointer. `caller` is the return address into the program.
+// the user pointer.
 void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
-                  bool zero, const void* caller);
+                  bool zero, Site site);
 
 // What a pointer is, given the raw block that contains it.
 enum class Found { kLive, kFreed, kNotABlock, kCorrupt };
@@ -70,15 +84,19 @@ size_t size_of(const void* p);
 // size, if `sized` is non-zero), poisons it and puts it in the quarantine.
 // Reports and returns false (the block stays allocated) on any error, or
 // reports a double free for a block already in the quarantine.
-bool on_free(void* p, const char* function, Release kind, size_t sized, const void* caller);
+bool on_free(void* p, const char* function, Release kind, size_t sized, Site site);
+
+// Reports a second free of a block held in the quarantine (kFreed).
+void report_double_free(const char* function, const void* p);
 
 // Reports a corrupt header (inspect() said kCorrupt) as an underflow.
 void report_corrupt(const char* function, const void* p);
 
-// The raw block of the oldest quarantined block once the quarantine is over
-// its budget (verified: a block written to after its free is reported and
-// kept out of circulation), or nullptr. The caller gives it back.
-void* evict();
+// Takes up to `max` of the oldest quarantined blocks while the quarantine
+// is over its budget, verifies them and returns how many it took; out[i] is
+// the raw block to give back, or nullptr for a block written to after its
+// free (reported, and kept out of circulation).
+size_t evict(void** out, size_t max);
 
 // Verifies every live and quarantined block; returns the number of bad ones
 // (each reported).

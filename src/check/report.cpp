@@ -60,7 +60,7 @@ Writer& Writer::stack(const char* title, uint32_t id) {
         text(one);
       }
       text("+").hex(reinterpret_cast<const void*>(trace.frames[i] -
-                                                   reinterpret_cast<uintptr_t>(info.dli_saddr)));
+                                                  reinterpret_cast<uintptr_t>(info.dli_saddr)));
     }
     if (info.dli_fname != nullptr && info.dli_fname[0] != '\0') {
       const char* base = info.dli_fname;
@@ -180,8 +180,7 @@ void write_after_free(const char* function, const BlockDescription& block, size_
   finish_with_stacks(w, block);
 }
 
-void mismatched_free(const char* function, const BlockDescription& block,
-                     const char* deallocator) {
+void mismatched_free(const char* function, const BlockDescription& block, const char* deallocator) {
   char buffer[kLongReport];
   Writer w(buffer, sizeof buffer);
   w.text("strata: ").text(function).text("(): mismatched deallocation of ");

@@ -41,8 +41,7 @@ void buffer_underflow(const char* function, const BlockDescription& block, size_
 void write_after_free(const char* function, const BlockDescription& block, size_t offset);
 // A block released by the wrong family (new[] with delete or free, malloc
 // with delete, new with free...). `deallocator` names the call used.
-void mismatched_free(const char* function, const BlockDescription& block,
-                     const char* deallocator);
+void mismatched_free(const char* function, const BlockDescription& block, const char* deallocator);
 // A sized deallocation (sized delete, free_sized) with a size that is not
 // the block's.
 void wrong_size(const char* function, const BlockDescription& block, size_t given);

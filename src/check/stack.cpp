@@ -78,26 +78,25 @@ uintptr_t stack_top(uintptr_t fp) {
 
 }  // namespace
 
-__attribute__((noinline)) uint32_t capture(const void* caller) {
+__attribute__((noinline)) uint32_t capture(const void* caller, const void* frame) {
   Trace trace;
   trace.frames[trace.depth++] = reinterpret_cast<uintptr_t>(caller);
   auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   uintptr_t top = stack_top(fp);
-  // This function's own frame links to the innermost frame that kept a
-  // frame pointer: strata's code does not, so that is normally the frame of
-  // the function that called the allocator, whose saved return address is
-  // its caller.
+  // Each frame record is [saved frame pointer, return address]; records lie
+  // above this function's frame and above one another, below the stack top.
   if (top != 0) {
     uintptr_t prev = fp;
-    fp = *reinterpret_cast<const uintptr_t*>(fp);
-    while (trace.depth < kMaxFrames && fp > prev && fp % sizeof(uintptr_t) == 0 &&
-           fp + 2 * sizeof(uintptr_t) <= top) {
-      auto* frame = reinterpret_cast<const uintptr_t*>(fp);
-      uintptr_t ret = frame[1];
+    fp = frame != nullptr ? reinterpret_cast<uintptr_t>(frame)
+                          : *reinterpret_cast<const uintptr_t*>(fp);
+    while (trace.depth < kMaxFrames && fp > prev && fp % sizeof(uintptr_t) == 0 && fp < top &&
+           top - fp >= 2 * sizeof(uintptr_t)) {
+      auto* record = reinterpret_cast<const uintptr_t*>(fp);
+      uintptr_t ret = record[1];
       if (ret < 4096) break;
       trace.frames[trace.depth++] = ret;
       prev = fp;
-      fp = frame[0];
+      fp = record[0];
     }
   }
   Slot* slots = depot();

@@ -21,10 +21,12 @@ struct Trace {
   uintptr_t frames[kMaxFrames] = {};
 };
 
-// Captures the calling thread's stack, starting with `caller` (the return
-// address into the code that called the allocator), and stores it. Returns
-// its id, or 0 if the depot is full or could not be mapped.
-uint32_t capture(const void* caller);
+// Captures the calling thread's stack and stores it: `caller` (the return
+// address into the code that called the allocator), then the return
+// addresses of the frame records chained from `frame` (the caller's frame
+// pointer; nullptr: start from this function's own frame). Returns the stack's id, or 0 if the
+// depot is full or could not be mapped.
+uint32_t capture(const void* caller, const void* frame);
 
 // The stack stored under `id`; false (and an empty trace) for 0 or unknown.
 bool lookup(uint32_t id, Trace* out);

@@ -91,7 +91,9 @@ void upkeep(uint64_t now) {
 
 void* purge_thread_main(void*) {
   for (;;) {
-    uint32_t delay = g_options.purge_delay_ms != 0 ? g_options.purge_delay_ms : 1000;
+    // Options may change under us (strata_option_set); any value read is fine.
+    uint32_t delay = __atomic_load_n(&g_options.purge_delay_ms, __ATOMIC_RELAXED);
+    if (delay == 0) delay = 1000;
     struct timespec pause = {static_cast<time_t>(delay / 1000),
                              static_cast<long>(delay % 1000) * 1000000L};
     while (nanosleep(&pause, &pause) != 0) {
@@ -137,11 +139,8 @@ void update_fast_path() {
 
 // fork: hold every lock across the fork so the child sees consistent state;
 // in the child, the heaps of threads that did not survive are parked.
-constinit bool g_fork_took_heaps_lock = false;
-
 void fork_prepare() {
-  g_fork_took_heaps_lock = !g_heaps_lock.held_by_current_thread();
-  if (g_fork_took_heaps_lock) g_heaps_lock.lock();
+  g_heaps_lock.fork_prepare();
   slab_pool::fork_prepare();
   large::fork_prepare();
 }
@@ -149,7 +148,7 @@ void fork_prepare() {
 void fork_parent() {
   large::fork_parent();
   slab_pool::fork_parent();
-  if (g_fork_took_heaps_lock) g_heaps_lock.unlock();
+  g_heaps_lock.fork_parent();
 }
 
 void fork_child() {
