@@ -2,6 +2,7 @@
 #include "heap/thread_heap.h"
 
 #include "check/report.h"
+#include "heap/runtime.h"
 #include "slab/slab_pool.h"
 
 namespace strata {
@@ -148,6 +149,7 @@ void ThreadHeap::notify_slab(Slab* slab) {
 
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
   ++counters_.refills;
+  runtime::maintenance();
   drain_notified();
   Slab* slab = current_[size_class];
   // pop() leaves a non-empty list only when its head's link was forged.

@@ -50,6 +50,10 @@ constinit std::atomic<uint64_t> g_next_tick_ms{0};
 constexpr uint64_t kAllUnits = ~uint64_t{0};
 constexpr uint64_t kSlabUnitsMask = kAllUnits & ~uint64_t{1};  // unit 0 is the header
 
+// Bits at the multiples of count (a power of two below 64): 0x5555... for 2,
+// 0x1111... for 4, and so on.
+uint64_t group_starts(size_t count) { return ~uint64_t{0} / ((uint64_t{1} << count) - 1); }
+
 uint64_t unit_mask(size_t first, size_t count) {
   uint64_t ones = count == 64 ? kAllUnits : (uint64_t{1} << count) - 1;
   return ones << first;
@@ -191,25 +195,37 @@ size_t purge_all_locked() {
   return g_purged_total - before;
 }
 
+// Bit i (a multiple of count) is set when units i .. i+count-1 all have a
+// bit set in `units`; count is a power of two up to 64.
+uint64_t aligned_groups_all(uint64_t units, size_t count) {
+  for (size_t shift = 1; shift < count; shift <<= 1) units &= units >> shift;
+  return units & group_starts(count);
+}
+// The same when any of them has its bit set.
+uint64_t aligned_groups_any(uint64_t units, size_t count) {
+  for (size_t shift = 1; shift < count; shift <<= 1) units |= units >> shift;
+  return units & group_starts(count);
+}
+
 // Finds `count` free units aligned to `count` in some segment, preferring
-// dirty units (their memory is already resident) over purged ones.
+// dirty units (their memory is already resident) over purged ones. A few
+// bit operations per segment.
 bool find_units(size_t count, Segment** out_segment, size_t* out_first) {
   Segment* clean_segment = nullptr;
   size_t clean_first = 0;
   for (Segment* segment = g_segments; segment != nullptr; segment = segment->next) {
     if (segment->free_units == 0) continue;
-    for (size_t first = count; first + count <= kUnitsPerSegment; first += count) {
-      uint64_t run = unit_mask(first, count);
-      if ((segment->free_units & run) != run) continue;
-      if ((segment->dirty_units & run) != 0) {
-        *out_segment = segment;
-        *out_first = first;
-        return true;
-      }
-      if (clean_segment == nullptr) {
-        clean_segment = segment;
-        clean_first = first;
-      }
+    uint64_t free_groups = aligned_groups_all(segment->free_units, count);
+    if (free_groups == 0) continue;
+    uint64_t dirty_groups = free_groups & aligned_groups_any(segment->dirty_units, count);
+    if (dirty_groups != 0) {
+      *out_segment = segment;
+      *out_first = static_cast<size_t>(__builtin_ctzll(dirty_groups));
+      return true;
+    }
+    if (clean_segment == nullptr) {
+      clean_segment = segment;
+      clean_first = static_cast<size_t>(__builtin_ctzll(free_groups));
     }
   }
   if (clean_segment == nullptr) return false;
