@@ -20,10 +20,25 @@ namespace strata::api {
 void* malloc_slow(size_t size) noexcept;
 void free_slow(void* p, const char* function) noexcept;
 
+// Past the fast path of a small request: refill this thread's heap without
+// going through the API's slow path, which is left for the first call of a
+// thread, debugging features and running out of memory. Out of line, so
+// that the fast paths keep no registers for it.
+[[gnu::noinline]] inline void* malloc_refill(ThreadHeap* heap, size_t size_class,
+                                             size_t size) noexcept {
+  if (heap != &g_empty_heap) {
+    if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
+  }
+  return malloc_slow(size);
+}
+
 // Fast path: a small request served from the current slab's free list.
 inline void* malloc(size_t size) noexcept {
   if (__builtin_expect(size < g_fast.small_limit, 1)) {
-    if (FreeBlock* block = tls_heap->pop(size_class_of(size))) return block;
+    ThreadHeap* heap = tls_heap;
+    size_t size_class = size_class_of(size);
+    if (FreeBlock* block = heap->pop(size_class)) return block;
+    return malloc_refill(heap, size_class, size);
   }
   return malloc_slow(size);
 }
@@ -46,16 +61,19 @@ inline void free(void* p) noexcept {
 
 void* calloc_slow(size_t count, size_t size) noexcept;
 
-// Fast path: as malloc, then clear the block unless it is known zero.
+// As malloc, then clear the block unless it is known zero.
 inline void* calloc(size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_expect(!__builtin_mul_overflow(count, size, &total) && total < g_fast.small_limit,
                        1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(total);
-    bool known_zero = heap->current(size_class)->free_is_zero;
-    if (FreeBlock* block = heap->pop(size_class)) {
-      if (known_zero)
+    FreeBlock* block = heap->pop(size_class);
+    if (block == nullptr && heap != &g_empty_heap) block = heap->allocate_slow(size_class);
+    if (block != nullptr) {
+      // The block came from the current slab of its class, whose flag still
+      // describes the list it was taken from.
+      if (heap->current(size_class)->free_is_zero)
         block->next_encoded = 0;
       else
         __builtin_memset(block, 0, total);
