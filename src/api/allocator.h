@@ -22,41 +22,52 @@ void free_slow(void* p, const char* function) noexcept;
 
 // Past the fast path of a small request: refill this thread's heap without
 // going through the API's slow path, which is left for the first call of a
-// thread, debugging features and running out of memory. Out of line, so
-// that the fast paths keep no registers for it.
-[[gnu::noinline]] inline void* malloc_refill(ThreadHeap* heap, size_t size_class,
-                                             size_t size) noexcept {
-  if (heap != &g_empty_heap) {
+// thread, debugging features (sampling counts the calls that reach it) and
+// running out of memory. Out of line, so that the fast paths keep no
+// registers for it; `slow` is the caller's slow path.
+template <typename Slow>
+[[gnu::noinline]] void* refill_or(ThreadHeap* heap, size_t size_class, Slow slow) noexcept {
+  if (heap != &g_empty_heap && !g_fast.refill_in_slow_path) {
     if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
   }
-  return malloc_slow(size);
+  return slow();
 }
 
-// Fast path: a small request served from the current slab's free list.
-inline void* malloc(size_t size) noexcept {
+// The fast path of every small allocation (malloc, operator new): the
+// current slab's free list. `slow()` is what the caller does past it.
+template <typename Slow>
+inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(size < g_fast.small_limit, 1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(size);
     if (FreeBlock* block = heap->pop(size_class)) return block;
-    return malloc_refill(heap, size_class, size);
+    return refill_or(heap, size_class, slow);
   }
-  return malloc_slow(size);
+  return slow();
 }
 
-// Fast path: a valid, live block of a slab this thread owns.
-inline void free(void* p) noexcept {
+// The fast path of every free (free, operator delete): a valid, live block
+// of a slab this thread owns. `slow()` handles everything else.
+template <typename Slow>
+inline void free_with(void* p, Slow slow) noexcept {
   uintptr_t index = SegmentMap::index_of(p);
   if (__builtin_expect(index < g_fast.free_index_limit && g_segment_map.contains_index(index), 1)) {
     Slab* slab = slab_of(segment_of(p), p);
     ThreadHeap* heap = tls_heap;
     if (slab->owner == heap && slab->is_block_start(p)) {
       auto* block = static_cast<FreeBlock*>(p);
-      if (block->tag != heap->tag_of(block)) {
-        return heap->free_local(slab, block);
-      }
+      if (block->tag != heap->tag_of(block)) return heap->free_local(slab, block);
     }
   }
-  free_slow(p, "free");
+  return slow();
+}
+
+inline void* malloc(size_t size) noexcept {
+  return malloc_with(size, [size] { return malloc_slow(size); });
+}
+
+inline void free(void* p) noexcept {
+  free_with(p, [p] { free_slow(p, "free"); });
 }
 
 void* calloc_slow(size_t count, size_t size) noexcept;
@@ -69,7 +80,9 @@ inline void* calloc(size_t count, size_t size) noexcept {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(total);
     FreeBlock* block = heap->pop(size_class);
-    if (block == nullptr && heap != &g_empty_heap) block = heap->allocate_slow(size_class);
+    if (block == nullptr && heap != &g_empty_heap && !g_fast.refill_in_slow_path) {
+      block = heap->allocate_slow(size_class);
+    }
     if (block != nullptr) {
       // The block came from the current slab of its class, whose flag still
       // describes the list it was taken from.

@@ -22,28 +22,14 @@ void free_slow_from(void* p, const char* function, check::Release kind, size_t s
 
 // api::malloc with the allocating family.
 inline void* malloc_from(size_t size, check::Origin origin, const void* caller) noexcept {
-  if (__builtin_expect(size < g_fast.small_limit, 1)) {
-    if (FreeBlock* block = tls_heap->pop(size_class_of(size))) return block;
-  }
-  return malloc_slow_from(size, origin, caller);
+  return malloc_with(size, [=] { return malloc_slow_from(size, origin, caller); });
 }
 
 // api::free with the releasing family and the size the caller believes the
 // block has (0: not given).
 inline void free_from(void* p, const char* function, check::Release kind, size_t size,
                       const void* caller) noexcept {
-  uintptr_t index = SegmentMap::index_of(p);
-  if (__builtin_expect(index < g_fast.free_index_limit && g_segment_map.contains_index(index), 1)) {
-    Slab* slab = slab_of(segment_of(p), p);
-    ThreadHeap* heap = tls_heap;
-    if (slab->owner == heap && slab->is_block_start(p)) {
-      auto* block = static_cast<FreeBlock*>(p);
-      if (block->tag != heap->tag_of(block)) {
-        return heap->free_local(slab, block);
-      }
-    }
-  }
-  free_slow_from(p, function, kind, size, caller);
+  free_with(p, [=] { free_slow_from(p, function, kind, size, caller); });
 }
 
 }  // namespace strata::api

@@ -395,19 +395,22 @@ int check_all() {
       }
     }
   }
+  auto verify_freed = [&](const Header* h) {
+    size_t offset;
+    if (h->canary != canary_of(h)) {
+      note(h, underflow_depth(h), 0);
+    } else if ((offset = bad_poison(h)) != SIZE_MAX) {
+      note(h, offset, 2);
+    } else if ((offset = bad_tail(h)) != 0) {
+      note(h, offset, 2);
+    }
+  };
   {
     LockGuard guard(g_quarantine_lock);
-    for (const Header* h = g_quarantine_head; h != nullptr; h = h->next) {
-      size_t offset;
-      if (h->canary != canary_of(h)) {
-        note(h, underflow_depth(h), 0);
-      } else if ((offset = bad_poison(h)) != SIZE_MAX) {
-        note(h, offset, 2);
-      } else if ((offset = bad_tail(h)) != 0) {
-        note(h, offset, 2);
-      }
-    }
+    for (const Header* h = g_quarantine_head; h != nullptr; h = h->next) verify_freed(h);
   }
+  // This thread's batch (other threads' batches are theirs alone).
+  for (const Header* h = tls_batch_head; h != nullptr; h = h->next) verify_freed(h);
   for (size_t i = 0; i < count; ++i) {
     const Problem& problem = found[i];
     if (problem.kind == 0) {

@@ -24,8 +24,8 @@ struct Trace {
 // Captures the calling thread's stack and stores it: `caller` (the return
 // address into the code that called the allocator), then the return
 // addresses of the frame records chained from `frame` (the caller's frame
-// pointer; nullptr: start from this function's own frame). Returns the stack's id, or 0 if the
-// depot is full or could not be mapped.
+// pointer; nullptr: start from this function's own frame). Returns the
+// stack's id, or 0 if the depot is full or could not be mapped.
 uint32_t capture(const void* caller, const void* frame);
 
 // The stack stored under `id`; false (and an empty trace) for 0 or unknown.
