@@ -165,7 +165,12 @@ void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin o
 
 // --- Debugging features: check mode and guarded blocks.
 
-bool debugging() { return check::enabled() || guard::enabled(); }
+// Check mode and guards are decided at start-up: the first call of the
+// process must not be served before that.
+bool debugging() {
+  runtime::ensure_ready();
+  return check::enabled() || guard::enabled();
+}
 
 void free_plain(void* p, const char* function);
 void* realloc_plain(void* p, size_t size);

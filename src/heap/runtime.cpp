@@ -133,7 +133,7 @@ void update_fast_path() {
   size_t limit = kMaxSmallSize + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
-  g_fast.free_index_limit = features ? 0 : SegmentMap::kIndexLimit;
+  g_fast.free_index_limit = features || !g_segment_map.ready() ? 0 : SegmentMap::kIndexLimit;
   g_fast.refill_in_slow_path = guard::enabled();
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
@@ -177,6 +177,7 @@ void initialize() {
   os::random_bytes(&g_secrets, sizeof g_secrets);
   g_secrets.list_key |= 1;  // an encoded nullptr is never zero
   large::init();
+  g_segment_map.prepare();  // if this fails, free takes the slow path until it works
   pthread_key_create(&g_thread_key, on_thread_exit);
   update_fast_path();
   g_state.store(kReady, std::memory_order_release);

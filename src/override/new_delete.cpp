@@ -4,9 +4,18 @@
 // of free; on its slow path they say which family releases the block and
 // with what size, so that check mode can report a block from new[] released
 // with delete or free, or a sized delete with the wrong size.
+#include <dlfcn.h>
+
+#include <cstdlib>
 #include <new>
 
 #include "api/entry.h"
+
+// Weak: resolved only when the C++ runtime is in the process (see below).
+namespace std {
+new_handler get_new_handler() noexcept __attribute__((weak));
+[[noreturn]] void __throw_bad_alloc() __attribute__((weak));
+}  // namespace std
 
 #define STRATA_EXPORT __attribute__((visibility("default")))
 // The return address into the program, recorded as the allocation site.
@@ -17,24 +26,50 @@ namespace {
 using strata::check::Origin;
 using strata::check::Release;
 
+// What operator new needs from the C++ runtime (libstdc++) when memory runs
+// out, it looks up then, so that libstrata.so does not depend on the runtime
+// and a C program does not pay for loading it. Every program that calls
+// operator new has the runtime; the weak references resolve to it.
+using Handler = std::new_handler;
+// Our own tag object: std::nothrow lives in the runtime.
+constexpr std::nothrow_t kNothrow{};
+Handler current_handler() {
+  Handler (*get)() noexcept = &std::get_new_handler;
+  return get != nullptr ? get() : nullptr;
+}
+
+[[noreturn]] void throw_bad_alloc() {
+  void (*raise)() = &std::__throw_bad_alloc;
+  if (raise != nullptr) raise();
+  abort();  // unreachable: a program calling operator new has the runtime
+}
+
 // One policy for every throwing form: allocate, else call the new_handler
-// and retry, else throw.
+// and retry, else throw std::bad_alloc.
 template <typename Allocate>
 void* new_or_throw(Allocate allocate) {
   for (;;) {
     if (void* p = allocate()) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    Handler handler = current_handler();
+    if (handler == nullptr) throw_bad_alloc();
     handler();
   }
 }
 
-template <typename Allocate>
-void* new_or_null(Allocate allocate) noexcept {
-  try {
-    return new_or_throw(allocate);
-  } catch (...) {
-    return nullptr;
+// The nothrow forms: a new_handler may throw, and only the runtime can catch
+// for us. Its own nothrow operator new (`runtime_nothrow`, the next
+// definition after ours) runs the throwing form — ours — inside a try block.
+template <typename Allocate, typename RuntimeNothrow>
+void* new_or_null(Allocate allocate, const char* runtime_nothrow, RuntimeNothrow call) noexcept {
+  if (void* p = allocate()) return p;
+  if (current_handler() == nullptr) return nullptr;
+  if (void* next = dlsym(RTLD_NEXT, runtime_nothrow)) return call(next);
+  // No runtime to catch with (a static program): the handler must not throw.
+  for (;;) {
+    Handler handler = current_handler();
+    if (handler == nullptr) return nullptr;
+    handler();
+    if (void* p = allocate()) return p;
   }
 }
 
@@ -43,7 +78,12 @@ inline void* plain(std::size_t size, Origin origin, const void* caller) {
   return new_or_throw([=] { return strata::api::malloc_from(size, origin, caller); });
 }
 void* plain_nothrow(std::size_t size, Origin origin, const void* caller) noexcept {
-  return new_or_null([=] { return strata::api::malloc_from(size, origin, caller); });
+  const char* runtime = origin == Origin::kNewArray ? "_ZnamRKSt9nothrow_t" : "_ZnwmRKSt9nothrow_t";
+  return new_or_null([=] { return strata::api::malloc_from(size, origin, caller); }, runtime,
+                     [size](void* next) {
+                       return reinterpret_cast<void* (*)(std::size_t, const std::nothrow_t&)>(next)(
+                           size, kNothrow);
+                     });
 }
 void* aligned(std::size_t size, std::align_val_t alignment, Origin origin, const void* caller) {
   return new_or_throw([=] {
@@ -52,9 +92,17 @@ void* aligned(std::size_t size, std::align_val_t alignment, Origin origin, const
 }
 void* aligned_nothrow(std::size_t size, std::align_val_t alignment, Origin origin,
                       const void* caller) noexcept {
-  return new_or_null([=] {
-    return strata::api::aligned_from(static_cast<std::size_t>(alignment), size, origin, caller);
-  });
+  const char* runtime = origin == Origin::kNewArray ? "_ZnamSt11align_val_tRKSt9nothrow_t"
+                                                    : "_ZnwmSt11align_val_tRKSt9nothrow_t";
+  return new_or_null(
+      [=] {
+        return strata::api::aligned_from(static_cast<std::size_t>(alignment), size, origin, caller);
+      },
+      runtime,
+      [=](void* next) {
+        return reinterpret_cast<void* (*)(std::size_t, std::align_val_t, const std::nothrow_t&)>(
+            next)(size, alignment, kNothrow);
+      });
 }
 
 constexpr const char* kDelete = "operator delete";

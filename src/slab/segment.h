@@ -67,8 +67,7 @@ class SegmentMap {
   static uintptr_t index_of(const void* p) {
     return reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
   }
-  // index < kIndexLimit, and the map exists (the fast path's index limit is
-  // 0 until the allocator has started, which creates it).
+  // index < kIndexLimit, and the map exists (see ready()).
   bool contains_index(uintptr_t index) const {
     return __atomic_load_n(&bytes_[index], __ATOMIC_RELAXED) != 0;
   }
@@ -76,6 +75,10 @@ class SegmentMap {
     uintptr_t index = index_of(p);
     return index < kIndexLimit && bytes_ != nullptr && contains_index(index);
   }
+  // Maps the table, at start-up. free's fast path reads it only once it is
+  // ready (runtime sets its index limit from this).
+  bool prepare();
+  bool ready() const { return bytes_ != nullptr; }
   // Under the slab pool's lock. False if the map cannot be made (ENOMEM).
   bool insert(const Segment* segment);
   void erase(const Segment* segment);

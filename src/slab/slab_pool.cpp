@@ -14,11 +14,13 @@ namespace strata {
 constinit SegmentMap g_segment_map;
 constinit Slab g_no_slab;
 
+bool SegmentMap::prepare() {
+  if (bytes_ == nullptr) bytes_ = static_cast<uint8_t*>(os::map_readonly(kIndexLimit));
+  return bytes_ != nullptr;
+}
+
 bool SegmentMap::insert(const Segment* segment) {
-  if (bytes_ == nullptr) {
-    bytes_ = static_cast<uint8_t*>(os::map_readonly(kIndexLimit));
-    if (bytes_ == nullptr) return false;
-  }
+  if (!prepare()) return false;
   uintptr_t index = index_of(segment);
   size_t page = index / 4096;
   uint64_t bit = uint64_t{1} << (page % 64);
