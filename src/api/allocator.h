@@ -27,7 +27,7 @@ void free_slow(void* p, const char* function) noexcept;
 // registers for it; `slow` is the caller's slow path.
 template <typename Slow>
 [[gnu::noinline]] void* refill_or(ThreadHeap* heap, size_t size_class, Slow slow) noexcept {
-  if (heap != &g_empty_heap && !g_fast.refill_in_slow_path) {
+  if (heap != &g_empty_heap && !__atomic_load_n(&g_fast.refill_in_slow_path, __ATOMIC_RELAXED)) {
     if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
   }
   return slow();
@@ -37,7 +37,7 @@ template <typename Slow>
 // current slab's free list. `slow()` is what the caller does past it.
 template <typename Slow>
 inline void* malloc_with(size_t size, Slow slow) noexcept {
-  if (__builtin_expect(size < g_fast.small_limit, 1)) {
+  if (__builtin_expect(size < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED), 1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(size);
     if (FreeBlock* block = heap->pop(size_class)) return block;
@@ -51,7 +51,9 @@ inline void* malloc_with(size_t size, Slow slow) noexcept {
 template <typename Slow>
 inline void free_with(void* p, Slow slow) noexcept {
   uintptr_t index = SegmentMap::index_of(p);
-  if (__builtin_expect(index < g_fast.free_index_limit && g_segment_map.contains_index(index), 1)) {
+  if (__builtin_expect(index < __atomic_load_n(&g_fast.free_index_limit, __ATOMIC_RELAXED) &&
+                           g_segment_map.contains_index(index),
+                       1)) {
     Slab* slab = slab_of(segment_of(p), p);
     ThreadHeap* heap = tls_heap;
     if (slab->owner == heap && slab->is_block_start(p)) {
@@ -75,12 +77,14 @@ void* calloc_slow(size_t count, size_t size) noexcept;
 // As malloc, then clear the block unless it is known zero.
 inline void* calloc(size_t count, size_t size) noexcept {
   size_t total;
-  if (__builtin_expect(!__builtin_mul_overflow(count, size, &total) && total < g_fast.small_limit,
+  if (__builtin_expect(!__builtin_mul_overflow(count, size, &total) &&
+                           total < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED),
                        1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(total);
     FreeBlock* block = heap->pop(size_class);
-    if (block == nullptr && heap != &g_empty_heap && !g_fast.refill_in_slow_path) {
+    if (block == nullptr && heap != &g_empty_heap &&
+        !__atomic_load_n(&g_fast.refill_in_slow_path, __ATOMIC_RELAXED)) {
       block = heap->allocate_slow(size_class);
     }
     if (block != nullptr) {

@@ -133,8 +133,10 @@ void update_fast_path() {
   size_t limit = kMaxSmallSize + 1;
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
-  g_fast.free_index_limit = features || !g_segment_map.ready() ? 0 : SegmentMap::kIndexLimit;
-  g_fast.refill_in_slow_path = guard::enabled();
+  __atomic_store_n(&g_fast.free_index_limit,
+                   features || !g_segment_map.ready() ? 0 : SegmentMap::kIndexLimit,
+                   __ATOMIC_RELEASE);
+  __atomic_store_n(&g_fast.refill_in_slow_path, guard::enabled(), __ATOMIC_RELEASE);
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
 

@@ -11,7 +11,9 @@
 
 namespace strata {
 
-// What the inline fast paths need to know, in one cache line. Before start-up
+// What the inline fast paths need to know, in one cache line. Written with
+// atomic stores at start-up and when options change, read with relaxed
+// atomic loads (plain loads on x86-64) by every thread. Before start-up
 // small_limit is 0, so the first allocation takes the slow path and starts
 // the allocator; it is also 0 while a debugging feature (perturb, checks)
 // needs every call to go through the slow path.

@@ -14,7 +14,7 @@
 // Weak: resolved only when the C++ runtime is in the process (see below).
 namespace std {
 new_handler get_new_handler() noexcept __attribute__((weak));
-[[noreturn]] void __throw_bad_alloc() __attribute__((weak));
+void __throw_bad_alloc() __attribute__((weak, noreturn));
 }  // namespace std
 
 #define STRATA_EXPORT __attribute__((visibility("default")))
