@@ -64,16 +64,16 @@ void* allocate_large(size_t size, size_t alignment, bool zero) {
 void* allocate_small(size_t size_class, size_t size, bool zero) {
   ThreadHeap* heap = retry_after_trim([] { return runtime::thread_heap(); });
   if (heap == nullptr) return nullptr;
-  runtime::maintenance();
+  bool known_zero = heap->current(size_class)->free_is_zero;
   FreeBlock* block = heap->pop(size_class);
   if (block == nullptr) {
-    block = retry_after_trim([&] { return heap->allocate_slow(size_class); });
+    block = retry_after_trim([&] { return heap->allocate_slow(size_class, &known_zero); });
   }
   if (block == nullptr) return nullptr;
   if (zero) {
     // A block carved from memory the kernel just gave us is zero but for
     // its link word: clearing the whole block would only fault pages in.
-    if (heap->current(size_class)->free_is_zero)
+    if (known_zero)
       block->next_encoded = 0;
     else
       std::memset(block, 0, size);

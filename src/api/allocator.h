@@ -82,15 +82,16 @@ inline void* calloc(size_t count, size_t size) noexcept {
                        1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(total);
+    // Whether the block is known zero is read as it is taken: a refill runs
+    // upkeep that may allocate (and change the class's current slab).
+    bool known_zero = heap->current(size_class)->free_is_zero;
     FreeBlock* block = heap->pop(size_class);
     if (block == nullptr && heap != &g_empty_heap &&
         !__atomic_load_n(&g_fast.refill_in_slow_path, __ATOMIC_RELAXED)) {
-      block = heap->allocate_slow(size_class);
+      block = heap->allocate_slow(size_class, &known_zero);
     }
     if (block != nullptr) {
-      // The block came from the current slab of its class, whose flag still
-      // describes the list it was taken from.
-      if (heap->current(size_class)->free_is_zero)
+      if (known_zero)
         block->next_encoded = 0;
       else
         __builtin_memset(block, 0, total);

@@ -147,13 +147,25 @@ void ThreadHeap::notify_slab(Slab* slab) {
                                             std::memory_order_relaxed));
 }
 
-FreeBlock* ThreadHeap::allocate_slow(size_t size_class) noexcept {
-  ++counters_.refills;
+FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexcept {
+  FreeBlock* block = refill(size_class);
+  if (known_zero != nullptr) *known_zero = block != nullptr && current_[size_class]->free_is_zero;
+  // Upkeep last: it may start the purge thread, and pthread_create calls
+  // malloc, which must find this heap in a consistent state and must not
+  // change it under a refill in progress.
   runtime::maintenance();
+  return block;
+}
+
+FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
+  ++counters_.refills;
   drain_notified();
   Slab* slab = current_[size_class];
   // pop() leaves a non-empty list only when its head's link was forged.
-  if (slab->has_free_blocks()) drop_forged_list(slab);
+  if (slab->has_free_blocks()) {
+    if (FreeBlock* block = pop(size_class)) return block;
+    drop_forged_list(slab);
+  }
   for (;;) {
     if (slab != &g_no_slab) {
       if (slab->has_free_blocks() || collect_remote(slab) || carve(slab)) {

@@ -82,7 +82,11 @@ class ThreadHeap {
   void adopt_secrets() { keys_ = g_secrets; }
 
   // Slow paths.
-  FreeBlock* allocate_slow(size_t size_class) noexcept;  // nullptr: out of memory
+  // Refills the current slab of the class and takes a block from it;
+  // nullptr when out of memory. *known_zero (if given): the block is zero but
+  // for its link word (calloc need not clear it).
+  FreeBlock* allocate_slow(size_t size_class,
+                           bool* known_zero = nullptr) noexcept;  // nullptr: out of memory
   static void push_remote(Slab* slab, FreeBlock* block) noexcept;
 
   // The slab the next allocation of this class comes from (for calloc's
@@ -114,6 +118,7 @@ class ThreadHeap {
 
  private:
   void drop_forged_list(Slab* slab);
+  FreeBlock* refill(size_t size_class) noexcept;
   void after_local_free(Slab* slab) noexcept;
   bool collect_remote(Slab* slab);
   bool carve(Slab* slab);
