@@ -15,7 +15,9 @@ if [ $# -eq 0 ]; then
   # PYTHONMALLOC=malloc sends every Python object through malloc rather than
   # Python's own small-object pools.
   export PYTHONMALLOC=malloc
-  set -- python3 "$root/bench/programs/py_objects.py" 200000
+  # The interpreter itself, not a wrapper script that would be measured too.
+  python=$(python3 -c 'import sys; print(sys.executable)')
+  set -- "$python" "$root/bench/programs/py_objects.py" 200000
 fi
 echo "== strata run --stats -- $*" >&2
 exec "$root/build/strata" run --stats -- "$@"
