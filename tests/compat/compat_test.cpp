@@ -21,19 +21,14 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "test_support.hpp"
 
+extern char** environ;
 namespace {
 
-constexpr size_t kKiB = 1024;
-constexpr size_t kMiB = 1024 * kKiB;
-
-// Keeps the compiler from eliding or folding allocation calls.
-template <typename T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
+using strata_test::kKiB;
+using strata_test::kMiB;
+using strata_test::opaque;
 
 void* checked_malloc(size_t size) {
   void* p = malloc(opaque(size));

@@ -15,16 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.hpp"
 namespace {
 
-constexpr size_t kKiB = 1024;
-constexpr size_t kMiB = 1024 * kKiB;
-
-template <typename T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
+using strata_test::kKiB;
+using strata_test::kMiB;
+using strata_test::opaque;
 
 strata_stats get() {
   strata_stats s;
