@@ -280,6 +280,18 @@ inline uint64_t hammer(void* object, size_t size, int64_t passes) {
   return sum;
 }
 
+// The loop of the false-sharing workloads: `count` times, allocate a small
+// object, hammer it, free it. Returns the sum of the hammer results.
+inline uint64_t hammer_fresh_objects(size_t size, int64_t passes, int64_t count) {
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    void* p = xmalloc(size);
+    sum += hammer(p, size, passes);
+    std::free(p);
+  }
+  return sum;
+}
+
 // ---------------------------------------------------------------------------
 // Resident set size of this process in bytes (from /proc/self/statm).
 inline size_t rss_bytes() {

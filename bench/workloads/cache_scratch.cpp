@@ -27,13 +27,7 @@ int main(int argc, char** argv) {
 
   bench::run_threads(threads, [&](int t) {
     std::free(handed[static_cast<size_t>(t)]);
-    uint64_t sum = 0;
-    for (int64_t i = 0; i < per_thread; ++i) {
-      void* p = bench::xmalloc(size);
-      sum += bench::hammer(p, size, writes);
-      std::free(p);
-    }
-    total += sum;
+    total += bench::hammer_fresh_objects(size, writes, per_thread);
   });
 
   std::printf("cache-scratch: objects=%" PRId64 " sum=%" PRIu64 "\n", per_thread * threads,

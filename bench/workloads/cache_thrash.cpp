@@ -19,15 +19,8 @@ int main(int argc, char** argv) {
   const int64_t per_thread = iters / threads;
   std::atomic<uint64_t> total{0};
 
-  bench::run_threads(threads, [&](int) {
-    uint64_t sum = 0;
-    for (int64_t i = 0; i < per_thread; ++i) {
-      void* p = bench::xmalloc(size);
-      sum += bench::hammer(p, size, writes);
-      std::free(p);
-    }
-    total += sum;
-  });
+  bench::run_threads(threads,
+                     [&](int) { total += bench::hammer_fresh_objects(size, writes, per_thread); });
 
   std::printf("cache-thrash: objects=%" PRId64 " sum=%" PRIu64 "\n", per_thread * threads,
               total.load());
