@@ -125,6 +125,10 @@ struct strata_stats {
   unsigned long long major_faults;
 
   struct strata_class_stats classes[STRATA_STATS_MAX_CLASSES];
+
+  /* Debugging (fields added after classes[]). */
+  unsigned long long guarded; /* blocks placed against a guard page so far (guard_sample_rate);
+                                 not counted in mallocs */
 };
 
 /* Fills *stats (see struct strata_stats). Returns 0, or -1 with errno

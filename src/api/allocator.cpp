@@ -179,7 +179,8 @@ void* realloc_plain(void* p, size_t size);
 // check mode's layout if that is on.
 void* allocate_from(size_t size, size_t alignment, bool zero, check::Origin origin,
                     check::Site site) {
-  if (guard::enabled() && !too_large(size) && guard::should_sample()) {
+  if (guard::enabled() && !too_large(size) &&
+      (guard::guards_everything() || tls_heap->take_sample())) {
     if (void* p = guard::allocate(size, alignment, zero, origin, site)) return p;
   }
   if (check::enabled()) return checked_allocate(size, alignment, zero, origin, site);

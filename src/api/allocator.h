@@ -22,12 +22,12 @@ void free_slow(void* p, const char* function) noexcept;
 
 // Past the fast path of a small request: refill this thread's heap without
 // going through the API's slow path, which is left for the first call of a
-// thread, debugging features (sampling counts the calls that reach it) and
-// running out of memory. Out of line, so that the fast paths keep no
-// registers for it; `slow` is the caller's slow path.
+// thread, debugging features (a sampled allocation) and running out of
+// memory. Out of line, so that the fast paths keep no registers for it;
+// `slow` is the caller's slow path.
 template <typename Slow>
 [[gnu::noinline]] void* refill_or(ThreadHeap* heap, size_t size_class, Slow slow) noexcept {
-  if (heap != &g_empty_heap && !__atomic_load_n(&g_fast.refill_in_slow_path, __ATOMIC_RELAXED)) {
+  if (heap != &g_empty_heap && !heap->sample_pending(size_class)) {
     if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
   }
   return slow();
@@ -86,8 +86,7 @@ inline void* calloc(size_t count, size_t size) noexcept {
     // upkeep that may allocate (and change the class's current slab).
     bool known_zero = heap->current(size_class)->free_is_zero;
     FreeBlock* block = heap->pop(size_class);
-    if (block == nullptr && heap != &g_empty_heap &&
-        !__atomic_load_n(&g_fast.refill_in_slow_path, __ATOMIC_RELAXED)) {
+    if (block == nullptr && heap != &g_empty_heap && !heap->sample_pending(size_class)) {
       block = heap->allocate_slow(size_class, &known_zero);
     }
     if (block != nullptr) {

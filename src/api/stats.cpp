@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "check/guard.h"
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
 #include "options/options.h"
@@ -25,7 +26,7 @@ namespace {
 __attribute__((no_sanitize("thread"))) void add_heap(const ThreadHeap* heap, void* context) {
   auto* s = static_cast<Snapshot*>(context);
   const ThreadHeap::Counters& counters = heap->counters();
-  for (size_t i = 0; i < kNumClasses; ++i) s->classes[i].allocations += counters.allocations[i];
+  for (size_t i = 0; i < kNumClasses; ++i) s->classes[i].allocations += heap->allocations(i);
   s->remote_frees += counters.remote_frees;
   s->refills += counters.refills;
   ++s->heaps;
@@ -142,6 +143,7 @@ void take(Snapshot* out) {
   out->pool = slab_pool::usage();
   out->large = large::usage();
   out->mmap_threshold = large::mmap_threshold();
+  out->guarded = guard::allocations();
 }
 
 void fill(const Snapshot& s, strata_stats* out) {
@@ -196,6 +198,7 @@ void fill(const Snapshot& s, strata_stats* out) {
   all.heaps_in_use = s.heaps_in_use;
   all.segments = s.pool.segments;
   all.slabs = slabs;
+  all.guarded = s.guarded;
 
   Process p = read_process();
   all.resident = p.resident;
@@ -335,10 +338,9 @@ const Field kMemory[] = {
     {"peak", &strata_stats::peak},
 };
 const Field kCalls[] = {
-    {"mallocs", &strata_stats::mallocs},
-    {"frees", &strata_stats::frees},
-    {"remote_frees", &strata_stats::remote_frees},
-    {"refills", &strata_stats::refills},
+    {"mallocs", &strata_stats::mallocs},           {"frees", &strata_stats::frees},
+    {"remote_frees", &strata_stats::remote_frees}, {"refills", &strata_stats::refills},
+    {"guarded", &strata_stats::guarded},
 };
 const Field kLarge[] = {
     {"allocations", &strata_stats::large_allocations},
@@ -458,6 +460,10 @@ void write_table(Out& out, const strata_stats& s) {
   value(out, "mallocs").grouped(s.mallocs, kValueWidth);
   out.text("   blocks handed out; frees ").grouped(s.frees, 0).text(", of which remote ");
   out.grouped(s.remote_frees, 0).text("; refills ").grouped(s.refills, 0).put('\n');
+  if (s.guarded != 0) {
+    value(out, "guarded").grouped(s.guarded, kValueWidth);
+    out.text("   blocks placed against a guard page (sampling)\n");
+  }
   value(out, "heaps").grouped(s.heaps, kValueWidth);
   out.text("   thread heaps, in use ").grouped(s.heaps_in_use, 0).text("; slabs ");
   out.grouped(s.slabs, 0).put('\n');

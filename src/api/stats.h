@@ -46,6 +46,7 @@ struct Snapshot {
   slab_pool::Usage pool;
   large::Usage large;
   size_t mmap_threshold = 0;
+  uint64_t guarded = 0;
 
   // Bytes of the slabs counted above (the pool's own total may have moved
   // on since: the figures are all taken from the same walk).

@@ -3,7 +3,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 
 #include <atomic>
 #include <cstring>
@@ -41,19 +40,43 @@ constexpr size_t kAllSlots = 16384;
 constinit uint32_t g_rate = 0;
 constinit size_t g_page = 4096;
 constinit size_t g_stride = 0;  // data (kMaxSize) + one guard page
+constinit bool g_left = false;  // guard_left: blocks at the start of their slot
 constinit size_t g_slots = 0;
 constinit SlotMeta* g_meta = nullptr;
 constinit uint32_t* g_freed = nullptr;  // FIFO ring of freed slots
 constinit size_t g_freed_head = 0;
 constinit size_t g_freed_count = 0;
 constinit size_t g_next_unused = 0;
+constinit uint64_t g_allocations = 0;  // under g_lock
 constinit SpinLock g_lock;
 constinit std::atomic<bool> g_atfork_registered{false};
 struct sigaction g_previous;
 
-thread_local uint32_t tls_countdown = 0;
-
 uintptr_t data_of(size_t slot) { return g_region.begin + g_page + slot * g_stride; }
+
+// Where a block of `size` bytes goes in its slot: against the guard page
+// after the slot, as close as the alignment allows (an overflow faults), or
+// with guard_left=1 at the start, right after the guard page before it (an
+// underflow faults).
+uintptr_t place(size_t slot, size_t size, size_t align) {
+  uintptr_t data = data_of(slot);
+  if (g_left) return data;
+  return (data + kMaxSize - (size == 0 ? 1 : size)) & ~(align - 1);
+}
+
+// The pages of a slot a block opens: those it covers, so that an access
+// beyond them faults. The bytes between the block's end and the end of the
+// last page (a few when right-aligned) are filled and checked on free.
+struct Span {
+  uintptr_t begin;
+  uintptr_t end;
+};
+Span opened(size_t slot, uintptr_t user, size_t size) {
+  uintptr_t data = data_of(slot);
+  if (!g_left) return {user & ~(g_page - 1), data + kMaxSize};
+  uintptr_t end = (user + (size == 0 ? 1 : size) + g_page - 1) & ~(g_page - 1);
+  return {data, end};
+}
 
 // The slot whose data area holds address, or g_slots.
 size_t slot_of(uintptr_t address) {
@@ -148,11 +171,11 @@ void latch() {
   g_slots = g_options.guard_sample_rate == 1 ? kAllSlots : kSampledSlots;
   g_stride = kMaxSize + g_page;
   size_t bytes = g_page + g_slots * g_stride;
-  void* region =
-      mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* region = os::reserve_inaccessible(bytes);
   g_meta = static_cast<SlotMeta*>(os::map(g_slots * sizeof(SlotMeta)));
   g_freed = static_cast<uint32_t*>(os::map(g_slots * sizeof(uint32_t)));
-  if (region == MAP_FAILED || g_meta == nullptr || g_freed == nullptr) return;
+  if (region == nullptr || g_meta == nullptr || g_freed == nullptr) return;
+  g_left = g_options.guard_left;
   struct sigaction action;
   std::memset(&action, 0, sizeof action);
   action.sa_sigaction = on_fault;
@@ -164,15 +187,12 @@ void latch() {
   g_region.begin = reinterpret_cast<uintptr_t>(region);
 }
 
-bool should_sample() {
-  if (g_rate == 1) return true;
-  if (tls_countdown > 1) {
-    --tls_countdown;
-    return false;
-  }
-  tls_countdown = g_rate;
-  return true;
+uint64_t allocations() {
+  LockGuard guard(g_lock);
+  return g_allocations;
 }
+
+uint32_t sample_rate() { return g_rate > 1 ? g_rate : 0; }
 
 void* allocate(size_t size, size_t alignment, bool zero, check::Origin origin, check::Site site) {
   if (size > kMaxSize || alignment > g_page) return nullptr;
@@ -192,21 +212,23 @@ void* allocate(size_t size, size_t alignment, bool zero, check::Origin origin, c
       return nullptr;
     }
     g_meta[slot].state = kLive;
+    ++g_allocations;
   }
-  uintptr_t data = data_of(slot);
-  if (mprotect(reinterpret_cast<void*>(data), kMaxSize, PROT_READ | PROT_WRITE) != 0) {
+  uintptr_t user = place(slot, size, alignment < 16 ? 16 : alignment);
+  Span open = opened(slot, user, size);
+  if (!os::make_writable(reinterpret_cast<void*>(open.begin), open.end - open.begin)) {
     LockGuard guard(g_lock);
     g_meta[slot].state = kUnused;
     g_freed[(g_freed_head + g_freed_count++) % g_slots] = static_cast<uint32_t>(slot);
     return nullptr;
   }
-  // Against the guard page, as close as the alignment allows; the few bytes
-  // between the block's end and the guard page are checked on free.
-  size_t align = alignment < 16 ? 16 : alignment;
-  uintptr_t user = (data + kMaxSize - (size == 0 ? 1 : size)) & ~(align - 1);
   auto* bytes = reinterpret_cast<uint8_t*>(user);
-  if (!zero && g_options.perturb != 0) std::memset(bytes, ~g_options.perturb & 0xff, size);
-  std::memset(bytes + size, kSlackByte, data + kMaxSize - user - size);
+  // A reused page keeps what its last block left there.
+  if (zero)
+    std::memset(bytes, 0, size);
+  else if (g_options.perturb != 0)
+    std::memset(bytes, ~g_options.perturb & 0xff, size);
+  std::memset(bytes + size, kSlackByte, open.end - user - size);
   SlotMeta& meta = g_meta[slot];
   meta.user = user;
   meta.size = size;
@@ -250,7 +272,7 @@ bool release(void* p, const char* function, check::Release kind, size_t sized, c
     return false;
   }
   const auto* slack = static_cast<const uint8_t*>(p) + meta.size;
-  size_t slack_size = data_of(slot) + kMaxSize - meta.user - meta.size;
+  size_t slack_size = opened(slot, meta.user, meta.size).end - meta.user - meta.size;
   for (size_t i = 0; i < slack_size; ++i) {
     if (slack[i] != kSlackByte) {
       report::buffer_overflow(function, describe(meta), meta.size + i);
@@ -266,8 +288,15 @@ bool release(void* p, const char* function, check::Release kind, size_t sized, c
   }
   // Replace the pages: their memory goes back to the kernel, and any access
   // faults until the slot is reused.
-  mmap(reinterpret_cast<void*>(data_of(slot)), kMaxSize, PROT_NONE,
-       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  Span open = opened(slot, meta.user, meta.size);
+  // When sampling, a single page keeps its memory (one mprotect, and no page
+  // fault when the slot is reused): at most one page per slot (4 MiB) stays
+  // resident.
+  void* pages = reinterpret_cast<void*>(open.begin);
+  if (g_rate > 1 && open.end - open.begin <= g_page)
+    os::make_inaccessible_keeping_memory(pages, g_page);
+  else
+    os::make_inaccessible(pages, open.end - open.begin);
   LockGuard guard(g_lock);
   g_freed[(g_freed_head + g_freed_count++) % g_slots] = static_cast<uint32_t>(slot);
   return true;

@@ -10,8 +10,8 @@
 //
 // free, realloc and malloc_usable_size test guard::owns(p) (one range
 // check) before anything else. With N = 1 every call takes the slow path;
-// with N > 1 the fast paths stay on and the slow paths count allocations
-// (see docs/hardening.md for what that samples).
+// with N > 1 the fast paths stay on and count small allocations (see
+// ThreadHeap::sample_pending and docs/hardening.md).
 #ifndef STRATA_CHECK_GUARD_H
 #define STRATA_CHECK_GUARD_H
 
@@ -46,8 +46,13 @@ void latch();
 // Largest block a slot takes.
 inline constexpr size_t kMaxSize = 16 * 1024;
 
-// Counts an allocation; true when this one is to be guarded.
-bool should_sample();
+// N of guard_sample_rate=N when one allocation in N is sampled, else 0. The
+// thread heaps count allocations and pick the samples (ThreadHeap::
+// sample_pending); the API's slow path guards them.
+uint32_t sample_rate();
+
+// Guarded blocks handed out so far.
+uint64_t allocations();
 
 // A guarded block, or nullptr (too large, over-aligned, no free slot): the
 // caller allocates normally.

@@ -136,7 +136,6 @@ void update_fast_path() {
   __atomic_store_n(&g_fast.free_index_limit,
                    features || !g_segment_map.ready() ? 0 : SegmentMap::kIndexLimit,
                    __ATOMIC_RELEASE);
-  __atomic_store_n(&g_fast.refill_in_slow_path, guard::enabled(), __ATOMIC_RELEASE);
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
 
@@ -207,6 +206,7 @@ ThreadHeap* thread_heap() {
     if (heap == nullptr) return nullptr;
     heap->in_use = true;
   }
+  heap->start_sampling(guard::sample_rate(), guard::kMaxSize);
   tls_heap = heap;
   pthread_setspecific(g_thread_key, heap);
   return heap;

@@ -22,9 +22,6 @@ struct alignas(64) FastPathState {
   // free's fast path considers pointers whose segment index is below this:
   // SegmentMap::kIndexLimit normally, 0 when every free must go slow.
   uintptr_t free_index_limit = 0;
-  // Small allocations past the fast path go to the API's slow path rather
-  // than straight to a refill of the heap (guard sampling counts them there).
-  bool refill_in_slow_path = false;
 };
 extern constinit FastPathState g_fast;
 

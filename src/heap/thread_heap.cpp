@@ -147,7 +147,45 @@ void ThreadHeap::notify_slab(Slab* slab) {
                                             std::memory_order_relaxed));
 }
 
+void ThreadHeap::start_sampling(uint32_t rate, size_t max_size) {
+  sample_rate_ = rate;
+  sample_classes_ = 0;
+  while (rate != 0 && sample_classes_ < kNumClasses &&
+         kSizeClasses[sample_classes_].block_size <= max_size) {
+    ++sample_classes_;
+  }
+  sample_random_ = (reinterpret_cast<uintptr_t>(this) ^ keys_.tag_key) | 1;
+  sample_pending_ = false;
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    counted_[cls] = allocations(cls);
+    period_[cls] = countdown_[cls] = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
+  }
+}
+
+int64_t ThreadHeap::draw_period() {
+  // Uniform in [1, 2N - 1] (mean N), from a xorshift generator: random
+  // enough that a periodic program does not always sample the same call.
+  sample_random_ ^= sample_random_ << 13;
+  sample_random_ ^= sample_random_ >> 7;
+  sample_random_ ^= sample_random_ << 17;
+  return 1 + static_cast<int64_t>(sample_random_ % (2 * uint64_t{sample_rate_} - 1));
+}
+
+void ThreadHeap::next_period(size_t size_class) {
+  // A count of -1 is an allocation pop() did not serve: it is counted where
+  // it is served (by pop() again, unless it is guarded).
+  int64_t left = countdown_[size_class] < 0 ? 0 : countdown_[size_class];
+  counted_[size_class] += static_cast<uint64_t>(period_[size_class] - left);
+  bool sampled = size_class < sample_classes_;
+  if (sampled) sample_pending_ = true;
+  period_[size_class] = countdown_[size_class] = sampled ? draw_period() : kEndlessPeriod;
+}
+
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexcept {
+  // A period that ran out (the refill's pop must not fail on it); if this
+  // call did not ask sample_pending() (the API's slow path), the sample
+  // goes to the next allocation that asks.
+  if (countdown_[size_class] <= 0) next_period(size_class);
   FreeBlock* block = refill(size_class);
   if (known_zero != nullptr) *known_zero = block != nullptr && current_[size_class]->free_is_zero;
   // Upkeep last: it may start the purge thread, and pthread_create calls

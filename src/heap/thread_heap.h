@@ -31,12 +31,15 @@ class ThreadHeap {
  public:
   constexpr ThreadHeap() {
     for (auto& slab : current_) slab = &g_no_slab;
+    for (auto& count : countdown_) count = kEndlessPeriod;
+    for (auto& period : period_) period = kEndlessPeriod;
   }
 
   // Fast path: a block of class `size_class`, or nullptr when the current
-  // slab has no free block or the head's link does not point into its own
+  // slab has no free block, the head's link does not point into its own
   // segment (forged by an overflow or a write after free: the slow path
-  // then reports it). Budget: about 20 instructions.
+  // then reports it), or the class's counting period has run out (see
+  // "Sampling" below). Budget: about 20 instructions.
   FreeBlock* pop(size_t size_class) {
     Slab* slab = current_[size_class];
     FreeBlock* block = slab->free;
@@ -48,10 +51,10 @@ class ThreadHeap {
             0)) {
       return nullptr;
     }
+    if (__builtin_expect(--countdown_[size_class] < 0, 0)) return nullptr;
     slab->free = next;
     block->tag = 0;
     ++slab->used;
-    ++counters_.allocations[size_class];
     return block;
   }
 
@@ -81,6 +84,27 @@ class ThreadHeap {
   // Takes a copy of the process secrets (once they exist).
   void adopt_secrets() { keys_ = g_secrets; }
 
+  // Sampling (guard_sample_rate=N): pop() counts each class's allocations
+  // down from a random period of mean N. When a count runs out, the
+  // allocation misses the fast path; the caller asks sample_pending(),
+  // which starts the next period, and if it says yes hands the allocation
+  // to the API's slow path, which claims it with take_sample() and guards
+  // it. So one small allocation in N is sampled, wherever it is served from,
+  // for one decrement on the fast path (which also counts allocations for
+  // the statistics). Without sampling, periods are too long to run out.
+  bool sample_pending(size_t size_class) {
+    if (countdown_[size_class] <= 0) next_period(size_class);
+    return sample_pending_;
+  }
+  bool take_sample() {
+    if (!sample_pending_) return false;
+    sample_pending_ = false;
+    return true;
+  }
+  // Starts counting for a heap taken into use: one allocation in `rate` of
+  // the classes up to `max_size` bytes is sampled (rate 0: none).
+  void start_sampling(uint32_t rate, size_t max_size);
+
   // Slow paths.
   // Refills the current slab of the class and takes a block from it;
   // nullptr when out of memory. *known_zero (if given): the block is zero but
@@ -104,11 +128,15 @@ class ThreadHeap {
   // by the statistics code (a slightly stale value is fine). Frees need no
   // counter: frees = allocations - blocks in use (the slabs' `used`).
   struct Counters {
-    uint64_t allocations[kNumClasses] = {};  // small blocks handed out, per class
-    uint64_t remote_frees = 0;               // blocks this thread freed into other heaps
-    uint64_t refills = 0;                    // trips through allocate_slow
+    uint64_t remote_frees = 0;  // blocks this thread freed into other heaps
+    uint64_t refills = 0;       // trips through allocate_slow
   };
   const Counters& counters() const { return counters_; }
+  // Small blocks of the class handed out by this heap.
+  uint64_t allocations(size_t size_class) const {
+    int64_t left = countdown_[size_class] < 0 ? 0 : countdown_[size_class];
+    return counted_[size_class] + static_cast<uint64_t>(period_[size_class] - left);
+  }
   void count_remote_free() { ++counters_.remote_frees; }
 
   // Links for the heap pool (runtime.cpp).
@@ -127,8 +155,15 @@ class ThreadHeap {
   bool set_aside(Slab* slab);
   void retire(Slab* slab);
   void drain_notified();
+  void next_period(size_t size_class);
+  int64_t draw_period();
+
+  // A period no program reaches: counting without sampling.
+  static constexpr int64_t kEndlessPeriod = int64_t{1} << 62;
 
   Secrets keys_ = {0, 0};  // copy of g_secrets
+  // Allocations left in each class's counting period (pop() decrements).
+  int64_t countdown_[kNumClasses] = {};
   Counters counters_;
   Slab* current_[kNumClasses] = {};
   struct SlabList {
@@ -138,6 +173,13 @@ class ThreadHeap {
   SlabList lists_[kNumClasses] = {};
   Slab* spare_[kNumClasses] = {};  // an empty listed slab kept for reuse, per class
   std::atomic<Slab*> notified_{nullptr};
+  // Sampling and allocation counts (see sample_pending()).
+  int64_t period_[kNumClasses] = {};    // length of the current period
+  uint64_t counted_[kNumClasses] = {};  // allocations in the periods before it
+  uint32_t sample_rate_ = 0;            // mean period when sampling, else 0
+  uint32_t sample_classes_ = 0;         // classes [0, sample_classes_) are sampled
+  uint64_t sample_random_ = 0;          // state of the period generator
+  bool sample_pending_ = false;
 };
 
 // The heap of threads that have not allocated yet: every current slab is the

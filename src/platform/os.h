@@ -53,6 +53,16 @@ void* map(size_t size);
 void* map_readonly(size_t size);
 bool make_writable(void* p, size_t size);
 
+// Reserves `size` bytes of inaccessible address space (no memory, no commit
+// charge): guard pages, and room that make_writable opens. nullptr on failure.
+void* reserve_inaccessible(size_t size);
+// Replaces [p, p+size) with fresh inaccessible pages: the memory and its
+// commit charge go back to the kernel, and any access faults.
+void make_inaccessible(void* p, size_t size);
+// Makes [p, p+size) inaccessible but keeps its memory and contents (cheaper,
+// and make_writable brings them back without page faults).
+void make_inaccessible_keeping_memory(void* p, size_t size);
+
 // Maps `size` committed bytes starting at a multiple of `alignment` (a power
 // of two); the mapping is exactly [result, result+size).
 void* map_aligned(size_t size, size_t alignment);

@@ -94,9 +94,7 @@ bool commit(void* p, size_t size) {
 
 void purge(void* p, size_t size) {
   if (g_caps.explicit_commit) {
-    // Replacing the range with a fresh PROT_NONE mapping both frees the memory
-    // and drops the commit charge (mprotect alone would keep the charge).
-    ::mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    make_inaccessible(p, size);
     return;
   }
   // MADV_DONTNEED (not MADV_FREE) so RSS drops now and the range reads as
@@ -105,6 +103,14 @@ void purge(void* p, size_t size) {
 }
 
 void release(void* p, size_t size) { ::munmap(p, size); }
+
+void* reserve_inaccessible(size_t size) { return mmap_anonymous(size, PROT_NONE, MAP_NORESERVE); }
+
+void make_inaccessible(void* p, size_t size) {
+  // A fresh PROT_NONE mapping both frees the memory and drops the commit
+  // charge (mprotect alone would keep the charge).
+  ::mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+}
 
 void* map(size_t size) { return mmap_anonymous(size, PROT_READ | PROT_WRITE, 0); }
 
@@ -117,6 +123,8 @@ bool make_writable(void* p, size_t size) {
   }
   return true;
 }
+
+void make_inaccessible_keeping_memory(void* p, size_t size) { ::mprotect(p, size, PROT_NONE); }
 
 void* map_aligned(size_t size, size_t alignment) {
   return mmap_aligned(size, alignment, PROT_READ | PROT_WRITE, 0);

@@ -1,9 +1,12 @@
-// The platform modes strata chooses at start-up: explicit commit under strict
-// overcommit (forced with STRATA_OVERCOMMIT=strict) and the data-segment heap
-// (STRATA_OPTIONS=brk=1). Each test applies only to the run that sets its
-// mode (see tests/CMakeLists.txt) and skips elsewhere.
+// The modes strata chooses at start-up: explicit commit under strict
+// overcommit (forced with STRATA_OVERCOMMIT=strict), the data-segment heap
+// (STRATA_OPTIONS=brk=1) and guard sampling (guard_sample_rate=N). Each test
+// applies only to the run that sets its mode (see tests/CMakeLists.txt) and
+// skips elsewhere.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <strata/strata.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -139,6 +142,39 @@ TEST(BrkHeap, TheBreakComesDownWhenTheTopIsFree) {
   blocks.shrink_to_fit();
   malloc_trim(0);
   EXPECT_LT(reinterpret_cast<uintptr_t>(sbrk(0)), peak - 16 * kMiB);
+}
+
+// Sampling counts every small allocation, fast path included: with
+// guard_sample_rate=100, a loop of malloc/free and new/delete pairs (which
+// never leaves the fast path otherwise) guards one block in about 100.
+TEST(Sampling, GuardsOneSmallAllocationInN) {
+  if (!env_is("STRATA_OPTIONS", "guard_sample_rate=100"))
+    GTEST_SKIP() << "run with STRATA_OPTIONS=guard_sample_rate=100";
+  auto get = reinterpret_cast<int (*)(strata_stats*)>(dlsym(RTLD_DEFAULT, "strata_stats_get"));
+  ASSERT_NE(get, nullptr) << "run under LD_PRELOAD of libstrata.so";
+  auto guarded = [get] {
+    strata_stats stats;
+    stats.size = sizeof stats;
+    EXPECT_EQ(get(&stats), 0);
+    EXPECT_EQ(stats.size, sizeof stats);
+    return stats.guarded;
+  };
+  constexpr int kPairs = 100000;
+  unsigned long long before = guarded();
+  for (int i = 0; i < kPairs; ++i) {
+    void* p = std::malloc(opaque<size_t>(48));
+    escape(p);
+    std::free(p);
+  }
+  for (int i = 0; i < kPairs; ++i) {
+    char* p = new char[opaque<size_t>(200)];
+    escape(p);
+    delete[] p;
+  }
+  unsigned long long sampled = guarded() - before;
+  // Periods are uniform in [1, 199]: 2000 expected, within a few percent.
+  EXPECT_GT(sampled, 1700u);
+  EXPECT_LT(sampled, 2300u);
 }
 
 }  // namespace
