@@ -46,8 +46,24 @@ inline void* malloc_with(size_t size, Slow slow) noexcept {
   return slow();
 }
 
+// Past the owner test of free: a valid, live block of another thread's slab
+// goes on the slab's remote list here, without the API's slow path (a thread
+// that frees what others allocate does little else). Out of line, so that
+// the local fast path keeps no registers for it.
+template <typename Slow>
+[[gnu::noinline]] void free_remote_or(ThreadHeap* heap, Slab* slab, void* p, Slow slow) noexcept {
+  auto* block = static_cast<FreeBlock*>(p);
+  if (slab->owner != nullptr && slab->is_on_grid(p) && block->tag != free_tag(p)) {
+    ThreadHeap::push_remote(slab, block);
+    if (heap != &g_empty_heap) heap->count_remote_free();
+    return;
+  }
+  slow();
+}
+
 // The fast path of every free (free, operator delete): a valid, live block
-// of a slab this thread owns. `slow()` handles everything else.
+// of a slab this thread owns, or of another thread's (free_remote_or).
+// `slow()` handles everything else.
 template <typename Slow>
 inline void free_with(void* p, Slow slow) noexcept {
   uintptr_t index = SegmentMap::index_of(p);
@@ -56,7 +72,8 @@ inline void free_with(void* p, Slow slow) noexcept {
                        1)) {
     Slab* slab = slab_of(segment_of(p), p);
     ThreadHeap* heap = tls_heap;
-    if (slab->owner == heap && slab->is_block_start(p)) {
+    if (__builtin_expect(slab->owner != heap, 0)) return free_remote_or(heap, slab, p, slow);
+    if (slab->is_block_start(p)) {
       auto* block = static_cast<FreeBlock*>(p);
       if (block->tag != heap->tag_of(block)) return heap->free_local(slab, block);
     }

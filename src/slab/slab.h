@@ -49,34 +49,40 @@ inline FreeBlock* decode_next(uintptr_t encoded) {
 inline constexpr uintptr_t kNotifyOwner = 1;
 
 struct Slab {
+  // Three cache lines: what the owner writes on every call, what every
+  // thread reads to free a block (written only while the slab is empty), and
+  // the remote free list. A remote free then reads a line that stays shared
+  // instead of one the owner keeps modifying.
+
+  // --- Owner thread only: the fast paths write these. ---
   // Never a block: its address ends the free list. First, so that the end
   // of the list is the descriptor's own address.
   FreeBlock end_marker_ = {0, 0};
-
-  // --- Owner thread only; the fast paths touch these. ---
   // Blocks ready to hand out. The list ends at list_end(), inside this
   // descriptor: that lies in the same segment as every block, so one test
   // checks every link, the last included.
   FreeBlock* free = &end_marker_;
-  uint32_t used = 0;  // blocks handed out or waiting in remote_free
-  uint32_t block_size = 0;
-  // nullptr: not a live slab (a sentinel or retired). Written only while the
-  // slab has no block in use, so a valid free never races with the write.
-  ThreadHeap* owner = nullptr;
-  char* start = nullptr;      // first block
-  char* carve = nullptr;      // first block never handed out (owner only)
-  uint64_t grid_magic = 0;    // block_grid_magic(block_size)
-  uint64_t grid_limit = 0;    // grid_magic << 24
+  char* carve = nullptr;      // first block never handed out
+  uint32_t used = 0;          // blocks handed out or waiting in remote_free
   bool free_is_zero = false;  // every block in `free` is zero but for its link word
   bool fresh = false;         // [carve, end) is known to be zero
   bool listed = false;        // on the owner's list for its class
+  Slab* next = nullptr;
+  Slab* prev = nullptr;
+
+  // --- Read by every thread; written only while no block is in use. ---
+  // nullptr: not a live slab (a sentinel or retired), so a valid free never
+  // races with the write.
+  alignas(64) ThreadHeap* owner = nullptr;
+  char* start = nullptr;    // first block
+  char* end = nullptr;      // start + capacity * block_size
+  uint64_t grid_magic = 0;  // block_grid_magic(block_size)
+  uint64_t grid_limit = 0;  // grid_magic << 24
+  uint32_t block_size = 0;
+  uint32_t capacity = 0;
   uint8_t size_class = 0;
   uint8_t units = 0;
   uint8_t first_unit = 0;
-  uint32_t capacity = 0;
-  char* end = nullptr;  // start + capacity * block_size
-  Slab* next = nullptr;
-  Slab* prev = nullptr;
 
   // --- Shared with other threads. ---
   alignas(64) std::atomic<uintptr_t> remote_free{0};  // FreeBlock* | kNotifyOwner
