@@ -33,6 +33,8 @@ WORKLOADS = {
 MODES = {
     "default": {},
     "sampled 1/1000": {"STRATA_OPTIONS": "guard_sample_rate=1000"},
+    "sampled 1/10000": {"STRATA_OPTIONS": "guard_sample_rate=10000"},
+    "sampled 1/100000": {"STRATA_OPTIONS": "guard_sample_rate=100000"},
     "check=3": {"MALLOC_CHECK_": "3"},
     "guard all": {"STRATA_OPTIONS": "guard_sample_rate=1"},
 }
