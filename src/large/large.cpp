@@ -21,6 +21,7 @@ struct Block {
   uintptr_t address = 0;  // 0: empty slot
   size_t size = 0;        // bytes mapped at address (a multiple of the page size)
   bool mapped = false;    // mapped (unmapped on free) or retained (cached on free)
+  bool arena = false;     // retained in an arena (see below) rather than mapped alone
 };
 
 // Open-addressing hash table keyed by address, linear probing with
@@ -202,23 +203,62 @@ struct UnmapList {
   }
 };
 
-// Keeps a freed retained block for reuse, merged with a cached neighbour
-// when they touch, evicting the oldest entries to stay within the slot count
-// and the trim threshold.
-// How many bytes of freed retained blocks the cache may keep: the trim
+// How many bytes of freed retained blocks may stay resident: the trim
 // threshold the program set; or, while glibc's dynamic threshold is in
-// charge, at least four times the small-object dirty budget. Re-faulting a
-// large block costs a page fault per 4 KiB on every reuse (mstress spends
-// half its time there with an 8 MiB cache), and the purge delay still returns
-// an idle cache to the kernel.
+// charge, at least eight times the small-object dirty budget. Re-faulting a
+// large block costs a page fault per 4 KiB on every reuse (malloc-large
+// spends most of its time there with half this budget), and the purge delay
+// still returns an idle cache to the kernel.
 size_t cache_budget() {
   if (!g_options.mmap_threshold_dynamic) return g_trim_threshold;
-  size_t floor = 4 * g_options.dirty_max;
+  size_t floor = 8 * g_options.dirty_max;
   return g_trim_threshold > floor ? g_trim_threshold : floor;
 }
 
-void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
+// The largest block taken from the arenas within the last purge delay: the
+// size of the blocks the program is asking for again.
+constinit size_t g_reuse_bytes = 0;
+constinit uint64_t g_reuse_ms = 0;
+
+void note_reuse(size_t bytes) {
+  uint64_t now = os::now_ms();
+  if (bytes >= g_reuse_bytes || now - g_reuse_ms >= g_options.purge_delay_ms) {
+    g_reuse_bytes = bytes;
+    g_reuse_ms = now;
+  }
+}
+
+// The arenas keep freed memory in proportion to what is being asked for: at
+// most three of the largest recent blocks (the one being freed, the one asked
+// for next and room to place it), within the budget. Above half the dynamic budget (the budget
+// itself when the program set the thresholds) they keep it only while few
+// large blocks are live: the large footprint, live plus cached, may pass the
+// budget by dirty_max at most. A program cycling through a few big buffers
+// keeps all of them; one holding many blocks keeps no more than half the
+// budget, and one freeing blocks of a size it no longer asks for little.
+size_t arena_keep() {
   size_t budget = cache_budget();
+  size_t cap = 3 * g_reuse_bytes;
+  cap = cap < budget ? cap : budget;
+  size_t low = g_options.mmap_threshold_dynamic ? budget / 2 : budget;
+  low = low < cap ? low : cap;
+  size_t live = g_usage.retained_bytes + g_usage.mapped_bytes;
+  size_t room = budget + g_options.dirty_max;
+  size_t keep = live < room ? room - live : 0;
+  keep = keep < low ? low : keep;
+  keep = keep > cap ? cap : keep;
+  return keep > g_cache_bytes ? keep - g_cache_bytes : 0;
+}
+
+// Keeps a freed retained block for reuse, merged with a cached neighbour
+// when they touch, evicting the oldest entries to stay within the slot count
+// and the budget.
+size_t arena_dirty_bytes();
+
+void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
+  // The arenas' dirty units count against the same budget.
+  size_t budget = cache_budget();
+  budget = budget > arena_dirty_bytes() ? budget - arena_dirty_bytes() : 0;
   if (size > budget) {
     unmap->add(address, size);
     return;
@@ -245,6 +285,356 @@ void cache_put(uintptr_t address, size_t size, UnmapList* unmap) {
   g_usage.cached_blocks = g_cache_count;
   g_usage.cached_bytes = g_cache_bytes;
 }
+
+// ---- Arenas -----------------------------------------------------------------
+//
+// Retained blocks up to kArenaMaxBlock live in arenas: 256 MiB reservations
+// cut into 64 KiB units. A freed block's units stay resident (*dirty*) within
+// the cache budget and are handed out again in place, so a program cycling
+// through multi-MiB buffers of varying sizes reuses the pages it already
+// faulted in without any system call. Placement picks, among all free windows
+// large enough, the one with the fewest clean (never used or purged) units:
+// those are the page faults the block will cost. Pages are never moved
+// between addresses, so an arena stays one kernel mapping however long the
+// program runs (moving pages between separately mapped ranges with mremap
+// leaves one mapping per piece, and each later move pays for every piece).
+
+constexpr size_t kUnitShift = 16;
+constexpr size_t kUnit = size_t{1} << kUnitShift;
+constexpr size_t kArenaBytes = size_t{256} << 20;
+constexpr size_t kArenaUnits = kArenaBytes / kUnit;
+constexpr size_t kArenaWords = kArenaUnits / 64;
+constexpr size_t kMaxArenas = 8;
+// Larger retained blocks (possible only with a threshold the program raised
+// beyond glibc's dynamic maximum) are mapped alone and use the range cache.
+constexpr size_t kArenaMaxBlock = kDynamicThresholdMax;
+
+struct Arena {
+  uintptr_t base;
+  uint64_t live[kArenaWords];      // unit belongs to a live block
+  uint64_t dirty[kArenaWords];     // free unit that may hold resident pages
+  uint32_t freed_ms[kArenaUnits];  // when a dirty unit was freed (low 32 bits)
+  size_t dirty_units;
+};
+
+constinit Arena* g_arenas[kMaxArenas] = {};
+constinit size_t g_arena_count = 0;
+constinit size_t g_arena_dirty_units = 0;
+// After the kernel refused an arena, do not ask again on every allocation.
+constinit uint64_t g_arena_refused_ms = 0;
+constinit bool g_arena_refused = false;
+
+bool bit(const uint64_t* bits, size_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
+
+void set_bits(uint64_t* bits, size_t from, size_t to, bool value) {
+  for (size_t i = from; i < to;) {
+    size_t word = i >> 6;
+    size_t lo = i & 63;
+    size_t hi = (to - (word << 6)) < 64 ? to - (word << 6) : 64;
+    uint64_t mask =
+        (hi == 64 ? ~uint64_t{0} : ((uint64_t{1} << hi) - 1)) & ~((uint64_t{1} << lo) - 1);
+    bits[word] = value ? bits[word] | mask : bits[word] & ~mask;
+    i = (word << 6) + hi;
+  }
+}
+
+size_t count_bits(const uint64_t* bits, size_t from, size_t to) {
+  size_t n = 0;
+  for (size_t i = from; i < to;) {
+    size_t word = i >> 6;
+    size_t lo = i & 63;
+    size_t hi = (to - (word << 6)) < 64 ? to - (word << 6) : 64;
+    uint64_t mask =
+        (hi == 64 ? ~uint64_t{0} : ((uint64_t{1} << hi) - 1)) & ~((uint64_t{1} << lo) - 1);
+    n += static_cast<size_t>(__builtin_popcountll(bits[word] & mask));
+    i = (word << 6) + hi;
+  }
+  return n;
+}
+
+// First unit at or after `from` (below `to`) whose bit is `value`; `to` if none.
+size_t find_bit(const uint64_t* bits, size_t from, size_t to, bool value) {
+  for (size_t i = from; i < to;) {
+    size_t word = i >> 6;
+    uint64_t w = value ? bits[word] : ~bits[word];
+    w &= ~uint64_t{0} << (i & 63);
+    if (w != 0) {
+      size_t found = (word << 6) + static_cast<size_t>(__builtin_ctzll(w));
+      return found < to ? found : to;
+    }
+    i = (word + 1) << 6;
+  }
+  return to;
+}
+
+// One past the last set bit below `to`; 0 if none.
+size_t find_last_bit(const uint64_t* bits, size_t to) {
+  while (to > 0) {
+    size_t word = (to - 1) >> 6;
+    size_t hi = to - (word << 6);
+    uint64_t w = bits[word] & (hi == 64 ? ~uint64_t{0} : ((uint64_t{1} << hi) - 1));
+    if (w != 0) return (word << 6) + 64 - static_cast<size_t>(__builtin_clzll(w));
+    to = word << 6;
+  }
+  return 0;
+}
+
+size_t units_of(size_t bytes) { return (bytes + kUnit - 1) >> kUnitShift; }
+
+struct Placement {
+  Arena* arena = nullptr;
+  size_t unit = 0;
+  size_t faults = 0;  // clean units in the window
+  size_t room = 0;    // length of the free run holding it
+};
+
+// Considers the window of `units` at `unit` in a free run of `room` units.
+void consider(Arena* arena, size_t unit, size_t units, size_t room, Placement* best) {
+  size_t faults = units - count_bits(arena->dirty, unit, unit + units);
+  if (best->arena == nullptr || faults < best->faults ||
+      (faults == best->faults && room < best->room)) {
+    *best = Placement{arena, unit, faults, room};
+  }
+}
+
+// The free window of `units` units costing the fewest page faults; among
+// equals, the one in the tightest free run, then the lowest. The cost of a
+// window changes only where a dirty run starts or ends, so windows aligned
+// with those ends (and with the ends of the free run) are the only
+// candidates.
+Placement arena_find(size_t units) {
+  Placement best;
+  for (size_t a = 0; a < g_arena_count; ++a) {
+    Arena* arena = g_arenas[a];
+    for (size_t start = find_bit(arena->live, 0, kArenaUnits, false); start < kArenaUnits;) {
+      size_t end = find_bit(arena->live, start, kArenaUnits, true);
+      size_t room = end - start;
+      if (room >= units) {
+        consider(arena, start, units, room, &best);
+        consider(arena, end - units, units, room, &best);
+        for (size_t d = find_bit(arena->dirty, start, end, true); d < end;) {
+          size_t d_end = find_bit(arena->dirty, d, end, false);
+          if (d + units <= end) consider(arena, d, units, room, &best);
+          if (d_end >= start + units) consider(arena, d_end - units, units, room, &best);
+          d = find_bit(arena->dirty, d_end, end, true);
+        }
+        if (best.faults == 0 && best.room == units) return best;
+      }
+      start = find_bit(arena->live, end, kArenaUnits, false);
+    }
+  }
+  return best;
+}
+
+bool arena_add() {
+  if (g_arena_count == kMaxArenas) return false;
+  uint64_t now = os::now_ms();
+  if (g_arena_refused && now - g_arena_refused_ms < 1000) return false;
+  void* base = os::reserve_aligned(kArenaBytes, kUnit);
+  auto* arena = base == nullptr ? nullptr : static_cast<Arena*>(os::map(sizeof(Arena)));
+  if (arena == nullptr) {
+    if (base != nullptr) os::release(base, kArenaBytes);
+    g_arena_refused = true;
+    g_arena_refused_ms = now;
+    return false;
+  }
+  arena->base = reinterpret_cast<uintptr_t>(base);
+  g_arenas[g_arena_count++] = arena;
+  g_arena_refused = false;
+  return true;
+}
+
+Arena* arena_of(uintptr_t address) {
+  for (size_t a = 0; a < g_arena_count; ++a) {
+    if (address - g_arenas[a]->base < kArenaBytes) return g_arenas[a];
+  }
+  return nullptr;
+}
+
+void* unit_address(const Arena* arena, size_t unit) {
+  return reinterpret_cast<void*>(arena->base + (unit << kUnitShift));
+}
+
+void arena_set_dirty(Arena* arena, size_t from, size_t to, bool dirty) {
+  size_t was = count_bits(arena->dirty, from, to);
+  set_bits(arena->dirty, from, to, dirty);
+  size_t now = dirty ? to - from : 0;
+  arena->dirty_units += now - was;
+  g_arena_dirty_units += now - was;
+}
+
+// Takes `bytes` (a multiple of the page size, at most kArenaMaxBlock) from an
+// arena. *zero_from/*zero_to get the span that may hold old data. nullptr
+// when no arena has room or the kernel refuses the commit charge.
+void* arena_take(size_t bytes, size_t* zero_from, size_t* zero_to) {
+  size_t units = units_of(bytes);
+  Placement place = arena_find(units);
+  if (place.arena == nullptr) {
+    if (!arena_add()) return nullptr;
+    place = arena_find(units);
+    if (place.arena == nullptr) return nullptr;
+  }
+  Arena* arena = place.arena;
+  size_t from = place.unit;
+  size_t to = from + units;
+  if (os::g_caps.explicit_commit) {
+    // Dirty units are committed; clean ones were never committed or were
+    // decommitted by the purge.
+    for (size_t c = find_bit(arena->dirty, from, to, false); c < to;) {
+      size_t c_end = find_bit(arena->dirty, c, to, true);
+      if (!os::commit(unit_address(arena, c), (c_end - c) << kUnitShift)) {
+        // Undo what was committed so far.
+        for (size_t u = find_bit(arena->dirty, from, c, false); u < c;) {
+          size_t u_end = find_bit(arena->dirty, u, c, true);
+          os::purge(unit_address(arena, u), (u_end - u) << kUnitShift);
+          u = find_bit(arena->dirty, u_end, c, false);
+        }
+        return nullptr;
+      }
+      c = find_bit(arena->dirty, c_end, to, false);
+    }
+  }
+  size_t first_dirty = find_bit(arena->dirty, from, to, true);
+  if (first_dirty < to) {
+    size_t last_dirty = to;
+    while (!bit(arena->dirty, last_dirty - 1)) --last_dirty;
+    *zero_from = (first_dirty - from) << kUnitShift;
+    *zero_to = (last_dirty - from) << kUnitShift;
+  }
+  note_reuse(units << kUnitShift);
+  arena_set_dirty(arena, from, to, false);
+  set_bits(arena->live, from, to, true);
+  return unit_address(arena, from);
+}
+
+// Ranges to purge once the lock is dropped. Their units are marked live while
+// the purge runs, so no allocation takes them half-purged.
+struct PurgeList {
+  struct Range {
+    Arena* arena;
+    size_t from;
+    size_t to;
+  };
+  static constexpr size_t kMax = 32;
+  Range ranges[kMax];
+  size_t count = 0;
+  size_t bytes = 0;
+  bool full() const { return count == kMax; }
+  void add(Arena* arena, size_t from, size_t to) {
+    arena_set_dirty(arena, from, to, false);
+    set_bits(arena->live, from, to, true);
+    ranges[count++] = Range{arena, from, to};
+    bytes += (to - from) << kUnitShift;
+  }
+  void run();
+};
+
+void PurgeList::run() {
+  if (count == 0) return;
+  for (size_t i = 0; i < count; ++i) {
+    const Range& r = ranges[i];
+    os::purge(unit_address(r.arena, r.from), (r.to - r.from) << kUnitShift);
+  }
+  LockGuard guard(g_lock);
+  for (size_t i = 0; i < count; ++i)
+    set_bits(ranges[i].arena->live, ranges[i].from, ranges[i].to, false);
+}
+
+// Purges dirty units, highest first, until at most `budget` bytes remain.
+void arena_trim_to(size_t budget, PurgeList* purge) {
+  size_t keep = budget >> kUnitShift;
+  for (size_t a = g_arena_count; a-- > 0 && g_arena_dirty_units > keep && !purge->full();) {
+    Arena* arena = g_arenas[a];
+    size_t end = kArenaUnits;
+    while (arena->dirty_units != 0 && g_arena_dirty_units > keep && !purge->full()) {
+      size_t last = find_last_bit(arena->dirty, end);
+      if (last == 0) break;
+      size_t first = last - 1;
+      while (first > 0 && bit(arena->dirty, first - 1)) --first;
+      size_t excess = g_arena_dirty_units - keep;
+      if (last - first > excess) first = last - excess;
+      end = first;
+      purge->add(arena, first, last);
+    }
+  }
+}
+
+// Purges the dirty units freed at least `delay_ms` ago (all when only_aged
+// is false).
+void arena_release(bool only_aged, uint64_t now_ms, PurgeList* purge) {
+  uint32_t now = static_cast<uint32_t>(now_ms);
+  for (size_t a = 0; a < g_arena_count && !purge->full(); ++a) {
+    Arena* arena = g_arenas[a];
+    if (arena->dirty_units == 0) continue;
+    for (size_t d = find_bit(arena->dirty, 0, kArenaUnits, true);
+         d < kArenaUnits && !purge->full();) {
+      size_t d_end = find_bit(arena->dirty, d, kArenaUnits, false);
+      // Within a dirty run, purge the stretches old enough.
+      for (size_t u = d; u < d_end;) {
+        bool aged = !only_aged || now - arena->freed_ms[u] >= g_options.purge_delay_ms;
+        size_t v = u + 1;
+        while (v < d_end &&
+               (!only_aged || now - arena->freed_ms[v] >= g_options.purge_delay_ms) == aged) {
+          ++v;
+        }
+        if (aged && !purge->full()) purge->add(arena, u, v);
+        u = v;
+      }
+      d = find_bit(arena->dirty, d_end, kArenaUnits, true);
+    }
+  }
+}
+
+// A block's units are free again: they stay resident within the budget.
+void arena_free(Arena* arena, size_t from, size_t to, PurgeList* purge) {
+  uint32_t now = static_cast<uint32_t>(os::now_ms());
+  set_bits(arena->live, from, to, false);
+  arena_set_dirty(arena, from, to, true);
+  for (size_t u = from; u < to; ++u) arena->freed_ms[u] = now;
+  arena_trim_to(arena_keep(), purge);
+}
+
+// A mapped block whose free just raised the dynamic threshold is now of a
+// size the program keeps reusing: its pages move into an arena (one mremap,
+// no copy) instead of going back to the kernel, so the next blocks of that
+// size do not fault them in again. Only into a window of clean units, and
+// not under explicit commit (the window's tail would stay uncommitted).
+bool arena_adopt(uintptr_t address, size_t size, PurgeList* purge) {
+  if (os::g_caps.explicit_commit || size > kArenaMaxBlock) return false;
+  size_t budget = cache_budget();
+  if (size + g_cache_bytes > budget) return false;
+  size_t units = units_of(size);
+  Placement place;
+  for (size_t a = 0; a < g_arena_count && place.arena == nullptr; ++a) {
+    Arena* arena = g_arenas[a];
+    for (size_t start = find_bit(arena->live, 0, kArenaUnits, false); start < kArenaUnits;) {
+      size_t end = find_bit(arena->live, start, kArenaUnits, true);
+      // The lowest window of clean units.
+      for (size_t c = find_bit(arena->dirty, start, end, false); c < end;) {
+        size_t c_end = find_bit(arena->dirty, c, end, true);
+        if (c_end - c >= units) {
+          place = Placement{arena, c, units, c_end - c};
+          break;
+        }
+        c = find_bit(arena->dirty, c_end, end, false);
+      }
+      if (place.arena != nullptr) break;
+      start = find_bit(arena->live, end, kArenaUnits, false);
+    }
+  }
+  if (place.arena == nullptr) {
+    if (!arena_add()) return false;
+    place = Placement{g_arenas[g_arena_count - 1], 0, units, kArenaUnits};
+  }
+  if (!os::move_pages(reinterpret_cast<void*>(address), unit_address(place.arena, place.unit),
+                      size))
+    return false;
+  note_reuse(units << kUnitShift);  // the size the program asks for again
+  arena_free(place.arena, place.unit, place.unit + units, purge);
+  return true;
+}
+
+size_t arena_dirty_bytes() { return g_arena_dirty_units << kUnitShift; }
 
 void account(const Block& block, bool add) {
   size_t& blocks = block.mapped ? g_usage.mapped_blocks : g_usage.retained_blocks;
@@ -302,30 +692,56 @@ void* allocate(size_t size, size_t alignment, bool zero) {
   }
   if (bytes == 0) bytes = os::g_caps.page_size;  // memalign(huge, 0)
   void* p = nullptr;
-  size_t dirty = 0;
+  size_t zero_from = 0;
+  size_t zero_to = 0;
+  bool in_arena = false;
   if (alignment <= os::g_caps.page_size) {
     LockGuard guard(g_lock);
-    if (g_cache_count != 0) p = cache_take(bytes, &dirty);
+    if (!use_mapping(bytes) && bytes <= kArenaMaxBlock) {
+      p = arena_take(bytes, &zero_from, &zero_to);
+      if (p != nullptr) {
+        in_arena = true;
+        bytes = units_of(bytes) << kUnitShift;
+      }
+    }
+    if (p == nullptr && g_cache_count != 0) p = cache_take(bytes, &zero_to);
   }
   if (p == nullptr) p = os::map_aligned(bytes, alignment < os::g_caps.page_size ? 0 : alignment);
   if (p == nullptr) return nullptr;
   // Memory new from the kernel is zero already: calloc clears only what a
-  // cached range brought along.
-  if (zero && dirty != 0) std::memset(p, 0, dirty < size ? dirty : size);
-  LockGuard guard(g_lock);
-  Block block{reinterpret_cast<uintptr_t>(p), bytes, use_mapping(bytes)};
-  if (!g_registry.insert(block)) {
-    os::release(p, bytes);
-    errno = ENOMEM;
-    return nullptr;
+  // cached range or dirty arena units brought along.
+  if (zero && zero_to > zero_from && zero_from < size) {
+    std::memset(static_cast<char*>(p) + zero_from, 0,
+                (zero_to < size ? zero_to : size) - zero_from);
   }
-  account(block, true);
-  ++g_usage.allocations;
+  PurgeList purge;
+  {
+    LockGuard guard(g_lock);
+    Block block{reinterpret_cast<uintptr_t>(p), bytes, !in_arena && use_mapping(bytes), in_arena};
+    if (!g_registry.insert(block)) {
+      if (in_arena) {
+        Arena* arena = arena_of(block.address);
+        size_t from = (block.address - arena->base) >> kUnitShift;
+        arena_free(arena, from, from + (bytes >> kUnitShift), &purge);
+      } else {
+        os::release(p, bytes);
+      }
+      p = nullptr;
+    } else {
+      account(block, true);
+      ++g_usage.allocations;
+      // More live now: the arenas may keep less.
+      if (in_arena || block.mapped) arena_trim_to(arena_keep(), &purge);
+    }
+  }
+  purge.run();
+  if (p == nullptr) errno = ENOMEM;
   return p;
 }
 
 size_t deallocate(void* p) {
   UnmapList unmap;
+  PurgeList purge;
   size_t size = 0;
   {
     LockGuard guard(g_lock);
@@ -337,20 +753,31 @@ size_t deallocate(void* p) {
     ++g_usage.frees;
     size = block.size;
     g_freed[g_freed_next++ % kFreedHistory] = FreedBlock{block.address, block.size};
-    if (block.mapped) {
-      unmap.add(block.address, block.size);
+    if (block.arena) {
+      Arena* arena = arena_of(block.address);
+      size_t from = (block.address - arena->base) >> kUnitShift;
+      arena_free(arena, from, from + (block.size >> kUnitShift), &purge);
+    } else if (block.mapped) {
+      bool raised = false;
       if (g_options.mmap_threshold_dynamic && block.size > g_threshold &&
           block.size <= kDynamicThresholdMax) {
         // glibc sets the threshold to the chunk size, header included, so a
         // request of the size just freed falls below it: + 1 does the same.
         __atomic_store_n(&g_threshold, block.size + 1, __ATOMIC_RELAXED);
         g_trim_threshold = 2 * block.size;
+        raised = true;
       }
+      // A block that raised the threshold is of a size now retained: its
+      // pages stay for the next one (within the budget) instead of being
+      // faulted in again.
+      if (!raised || !arena_adopt(block.address, block.size, &purge))
+        unmap.add(block.address, block.size);
     } else {
       cache_put(block.address, block.size, &unmap);
     }
   }
   unmap.run();
+  purge.run();
   return size;
 }
 
@@ -368,15 +795,10 @@ size_t usable_size(const void* p) {
   return slot == nullptr ? 0 : slot->size;
 }
 
-void* reallocate(void* p, size_t new_size) {
-  size_t bytes = page_round(new_size);
-  if (bytes < new_size) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  LockGuard guard(g_lock);
-  Block* slot = g_registry.find(reinterpret_cast<uintptr_t>(p));
-  if (slot == nullptr) return nullptr;
+namespace {
+
+// Resizes a block mapped alone, with the lock held.
+void* reallocate_mapping(Block* slot, void* p, size_t bytes) {
   Block block = *slot;
   if (bytes == block.size) return p;
   // The block must not be seen half-moved, so the registry entry is updated
@@ -404,6 +826,81 @@ void* reallocate(void* p, size_t new_size) {
   return q;
 }
 
+enum class ArenaResize { kDone, kCopy, kFailed };
+
+// Resizes an arena block in place: a shrink frees its tail units, a growth
+// takes the free units after it. kCopy when they are not free.
+ArenaResize arena_resize(Block* slot, size_t bytes, PurgeList* purge) {
+  Arena* arena = arena_of(slot->address);
+  size_t from = (slot->address - arena->base) >> kUnitShift;
+  size_t old_end = from + (slot->size >> kUnitShift);
+  size_t new_end = from + units_of(bytes);
+  if (new_end == old_end) return ArenaResize::kDone;
+  if (new_end < old_end) {
+    arena_free(arena, new_end, old_end, purge);
+  } else {
+    if (new_end > kArenaUnits || find_bit(arena->live, old_end, new_end, true) != new_end)
+      return ArenaResize::kCopy;
+    if (os::g_caps.explicit_commit) {
+      for (size_t c = find_bit(arena->dirty, old_end, new_end, false); c < new_end;) {
+        size_t c_end = find_bit(arena->dirty, c, new_end, true);
+        if (!os::commit(unit_address(arena, c), (c_end - c) << kUnitShift)) {
+          // Give back what this loop committed: those units are clean again.
+          for (size_t u = find_bit(arena->dirty, old_end, c, false); u < c;) {
+            size_t u_end = find_bit(arena->dirty, u, c, true);
+            os::purge(unit_address(arena, u), (u_end - u) << kUnitShift);
+            u = find_bit(arena->dirty, u_end, c, false);
+          }
+          return ArenaResize::kFailed;
+        }
+        c = find_bit(arena->dirty, c_end, new_end, false);
+      }
+    }
+    arena_set_dirty(arena, old_end, new_end, false);
+    set_bits(arena->live, old_end, new_end, true);
+  }
+  Block block = *slot;
+  account(block, false);
+  slot->size = (new_end - from) << kUnitShift;
+  account(*slot, true);
+  return ArenaResize::kDone;
+}
+
+}  // namespace
+
+void* reallocate(void* p, size_t new_size) {
+  size_t bytes = page_round(new_size);
+  if (bytes < new_size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t old_size = 0;
+  {
+    PurgeList purge;
+    ArenaResize resized = ArenaResize::kCopy;
+    {
+      LockGuard guard(g_lock);
+      Block* slot = g_registry.find(reinterpret_cast<uintptr_t>(p));
+      if (slot == nullptr) return nullptr;
+      if (!slot->arena) return reallocate_mapping(slot, p, bytes);
+      old_size = slot->size;
+      resized = arena_resize(slot, bytes, &purge);
+    }
+    purge.run();
+    if (resized == ArenaResize::kDone) return p;
+    if (resized == ArenaResize::kFailed) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  // The units after an arena block are taken: a new block, and a copy.
+  void* q = allocate(new_size, 0, false);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, old_size < new_size ? old_size : new_size);
+  deallocate(p);
+  return q;
+}
+
 size_t release_cached(bool only_aged, uint64_t now_ms) {
   UnmapList unmap;
   size_t released = 0;
@@ -420,12 +917,34 @@ size_t release_cached(bool only_aged, uint64_t now_ms) {
     }
   }
   unmap.run();
+  for (;;) {
+    PurgeList purge;
+    {
+      LockGuard guard(g_lock);
+      if (g_arena_dirty_units == 0) break;
+      arena_release(only_aged, now_ms, &purge);
+    }
+    purge.run();
+    released += purge.bytes;
+    if (!purge.full()) break;
+  }
   return released;
 }
 
 Usage usage() {
   LockGuard guard(g_lock);
-  return g_usage;
+  Usage u = g_usage;
+  // Dirty arena units are cached memory too, one block per dirty run.
+  u.cached_bytes += arena_dirty_bytes();
+  for (size_t a = 0; a < g_arena_count; ++a) {
+    const Arena* arena = g_arenas[a];
+    if (arena->dirty_units == 0) continue;
+    for (size_t d = find_bit(arena->dirty, 0, kArenaUnits, true); d < kArenaUnits;) {
+      ++u.cached_blocks;
+      d = find_bit(arena->dirty, find_bit(arena->dirty, d, kArenaUnits, false), kArenaUnits, true);
+    }
+  }
+  return u;
 }
 
 void for_each_block(void (*visit)(const void*, size_t, void*), void* context) {

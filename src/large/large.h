@@ -4,8 +4,8 @@
 //
 // Like glibc, a block is either *mapped* (size >= the mmap threshold: unmapped
 // at once on free) or *retained* (below the threshold, possible only when the
-// threshold has been raised: kept in a small cache on free and reused, up to
-// the trim threshold and the purge delay). Freeing a mapped block raises the
+// threshold has been raised: placed in an arena whose freed units stay
+// resident for reuse, within a budget and the purge delay). Freeing a mapped block raises the
 // threshold to its size while the dynamic threshold is on, as glibc does, so
 // programs that cycle through multi-MiB buffers stop paying a page fault per
 // page on every cycle.
