@@ -145,11 +145,6 @@ void* aligned_plain(size_t alignment, size_t size);
 // these functions find the raw block behind a pointer and hand raw blocks
 // out and back.
 
-size_t raw_usable(const void* raw) {
-  if (g_segment_map.contains(raw)) return slab_of(segment_of(raw), raw)->block_size;
-  return large::usable_size(raw);
-}
-
 void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin origin,
                        check::Site site) {
   size_t need;
@@ -158,9 +153,18 @@ void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin o
     return fail_nomem();
   }
   runtime::ensure_ready();
-  void* raw = alignment <= kMinAlign ? allocate(need, false) : aligned_plain(alignment, need);
+  // calloc's raw block comes zeroed: fresh pages of a large block are then
+  // left untouched.
+  bool zeroed = zero && alignment <= kMinAlign;
+  void* raw = alignment <= kMinAlign ? allocate(need, zeroed) : aligned_plain(alignment, need);
   if (raw == nullptr) return nullptr;
-  return check::on_allocate(raw, raw_usable(raw), alignment, size, origin, zero, site);
+  size_t usable;
+  bool large_block = !g_segment_map.contains(raw);
+  if (large_block)
+    usable = large::usable_size(raw);
+  else
+    usable = slab_of(segment_of(raw), raw)->block_size;
+  return check::on_allocate(raw, usable, alignment, size, origin, zero, zeroed, large_block, site);
 }
 
 // --- Debugging features: check mode and guarded blocks.
@@ -246,19 +250,38 @@ void* checked_find(const void* p, const char* function) {
   return nullptr;
 }
 
+// Gives a raw block back to the allocator.
+void release_raw(void* raw) {
+  if (g_segment_map.contains(raw))
+    release_small(slab_of(segment_of(raw), raw), raw);
+  else
+    large::deallocate(raw);
+}
+
 // Gives back the blocks leaving the quarantine.
 void release_evicted() {
   void* raws[16];
   while (size_t count = check::evict(raws, 16)) {
     for (size_t i = 0; i < count; ++i) {
-      void* raw = raws[i];
-      if (raw == nullptr) continue;
-      if (g_segment_map.contains(raw))
-        release_small(slab_of(segment_of(raw), raw), raw);
-      else
-        large::deallocate(raw);
+      if (raws[i] != nullptr) release_raw(raws[i]);
     }
   }
+}
+
+// Frees a live block whose raw block is `raw`; false if it stays allocated.
+bool checked_release(void* p, void* raw, const char* function, check::Release kind, size_t size,
+                     check::Site site) {
+  switch (check::on_free(p, function, kind, size, site)) {
+    case check::Freed::kError:
+      return false;
+    case check::Freed::kRelease:
+      release_raw(raw);
+      break;
+    case check::Freed::kQuarantined:
+      release_evicted();
+      break;
+  }
+  return true;
 }
 
 void checked_free(void* p, const char* function, check::Release kind, size_t size,
@@ -266,9 +289,9 @@ void checked_free(void* p, const char* function, check::Release kind, size_t siz
   if (p == nullptr) return;
   os::ErrnoGuard keep_errno;
   runtime::ensure_ready();
-  if (checked_find(p, function) == nullptr) return;
-  if (!check::on_free(p, function, kind, size, site)) return;
-  release_evicted();
+  void* raw = checked_find(p, function);
+  if (raw == nullptr) return;
+  if (!checked_release(p, raw, function, kind, size, site)) return;
   runtime::maintenance();
 }
 
@@ -281,18 +304,18 @@ void* checked_realloc(void* p, size_t size, check::Site site) {
   }
   if (too_large(size)) return fail_nomem();
   runtime::ensure_ready();
-  if (checked_find(p, "realloc") == nullptr) return nullptr;
+  void* raw = checked_find(p, "realloc");
+  if (raw == nullptr) return nullptr;
   size_t old_size = check::size_of(p);
   void* q = allocate_from(size, 0, false, check::Origin::kMalloc, site);
   if (q == nullptr) return nullptr;
   std::memcpy(q, p, size < old_size ? size : old_size);
   os::ErrnoGuard keep_errno;
-  if (!check::on_free(p, "realloc", check::Release::kFree, 0, site)) {
+  if (!checked_release(p, raw, "realloc", check::Release::kFree, 0, site)) {
     // Reported, and the old block is left as it was.
     checked_free(q, "realloc", check::Release::kFree, 0, site);
     return nullptr;
   }
-  release_evicted();
   return q;
 }
 

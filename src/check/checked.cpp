@@ -26,50 +26,181 @@ constexpr uint8_t kTailByte = 0xcb;
 constexpr uint8_t kDefaultFillByte = 0xbe;
 constexpr uint8_t kDefaultPoisonByte = 0xf5;
 constexpr size_t kDefaultQuarantine = 4 * 1024 * 1024;
+constexpr uint32_t kNoIndex = UINT32_MAX;
+// Longest tail canary of a block not checked whole: an overflow that runs on
+// from the end of the user bytes hits its first byte; only a write that skips
+// more than this past the end lands in unchecked slack.
+constexpr size_t kTailMax = 64;
+static_assert(kTailMax >= kTailMin);
 
 struct Header {
-  Header* prev;  // live list of its shard, or quarantine FIFO (next only)
-  Header* next;
+  Header* next;  // quarantine FIFO
+  uint64_t raw;  // bytes of the raw block (the quarantine's accounting)
   uint64_t size;
   uint32_t offset;  // user pointer - raw block
   uint32_t tail;    // canary bytes after the user bytes
   uint32_t alloc_stack;
   uint32_t free_stack;
+  uint32_t live;  // slot in the live table, or kNoIndex
   uint8_t origin;
-  uint8_t state;
+  uint8_t state;   // read and changed atomically
   uint8_t poison;  // the byte the block was filled with when freed
-  uint8_t shard;
-  uint32_t reserved;
-  uint64_t reserved2;
+  uint8_t whole;   // filled and poisoned whole, whatever check_bytes says
+  uint64_t reserved;
   uint64_t canary;  // last: the first word an underflow reaches
 };
 static_assert(sizeof(Header) == kHeaderSize);
 
 constinit bool g_latched = false;
 constinit uint64_t g_secret = 0;
+// check_bytes, latched: how many bytes at the start of a block are filled,
+// poisoned and verified, and at most how long the tail canary is.
+constinit size_t g_limit = SIZE_MAX;
 
-constexpr size_t kShards = 64;
-struct alignas(64) Shard {
-  SpinLock lock;
-  Header* head = nullptr;
-};
-constinit Shard g_shards[kShards];
+// --- The live table -------------------------------------------------------
+//
+// One slot per live block, holding its header's address, so that
+// strata_check_heap and the leak report can find every live block without
+// lists to link and unlink (which touched two other blocks' headers per
+// call, under a lock). A free slot holds (next free slot << 1) | 1. Each
+// thread keeps a chain of free slots of its own; chains of kIndexBatch
+// slots move to and from a global chain under a lock, and fresh slots are
+// handed out kIndexBatch at a time. The table is made of chunks mapped as
+// it grows; slots are never unmapped.
+constexpr size_t kChunkBits = 16;
+constexpr size_t kChunkSlots = size_t{1} << kChunkBits;
+constexpr size_t kMaxChunks = 4096;  // 2^28 live blocks
+constexpr uint32_t kIndexBatch = 64;
 
+constinit std::atomic<std::atomic<uintptr_t>*> g_chunks[kMaxChunks] = {};
+constinit SpinLock g_index_lock;
+constinit uint32_t g_free_head = kNoIndex;        // the global chain (under the lock)
+constinit uint32_t g_fresh = 0;                   // first slot never handed out (under the lock)
+constinit std::atomic<uint32_t> g_slots_used{0};  // slots below this may be in use
+
+thread_local uint32_t tls_free_head = kNoIndex;
+thread_local uint32_t tls_free_count = 0;
+thread_local uint32_t tls_fresh_next = 0;  // a run of fresh slots
+thread_local uint32_t tls_fresh_end = 0;
+
+std::atomic<uintptr_t>& slot(uint32_t index) {
+  return g_chunks[index >> kChunkBits].load(std::memory_order_relaxed)[index & (kChunkSlots - 1)];
+}
+uint32_t next_free(uint32_t index) {
+  return static_cast<uint32_t>(slot(index).load(std::memory_order_relaxed) >> 1);
+}
+void set_free(uint32_t index, uint32_t next) {
+  slot(index).store(uintptr_t{next} << 1 | 1, std::memory_order_relaxed);
+}
+
+// Refills this thread's free slots (from the global chain, else fresh ones).
+bool refill_slots() {
+  LockGuard guard(g_index_lock);
+  if (g_free_head != kNoIndex) {
+    uint32_t head = g_free_head, last = head, count = 1;
+    while (count < kIndexBatch && next_free(last) != kNoIndex) {
+      last = next_free(last);
+      ++count;
+    }
+    g_free_head = next_free(last);
+    set_free(last, kNoIndex);
+    tls_free_head = head;
+    tls_free_count = count;
+    return true;
+  }
+  if (g_fresh > kMaxChunks * kChunkSlots - kIndexBatch) return false;
+  size_t chunk = g_fresh >> kChunkBits;
+  if (g_chunks[chunk].load(std::memory_order_relaxed) == nullptr) {
+    void* fresh = os::map(kChunkSlots * sizeof(std::atomic<uintptr_t>));
+    if (fresh == nullptr) return false;
+    g_chunks[chunk].store(static_cast<std::atomic<uintptr_t>*>(fresh), std::memory_order_release);
+  }
+  tls_fresh_next = g_fresh;
+  tls_fresh_end = g_fresh + kIndexBatch;  // kChunkSlots is a multiple of kIndexBatch
+  g_fresh += kIndexBatch;
+  g_slots_used.store(g_fresh, std::memory_order_release);
+  return true;
+}
+
+uint32_t take_slot() {
+  if (tls_free_head == kNoIndex && tls_fresh_next == tls_fresh_end && !refill_slots()) {
+    return kNoIndex;
+  }
+  if (tls_free_head != kNoIndex) {
+    uint32_t index = tls_free_head;
+    tls_free_head = next_free(index);
+    --tls_free_count;
+    return index;
+  }
+  return tls_fresh_next++;
+}
+
+// Frees a slot (its block is no longer live); a thread with too many free
+// slots gives kIndexBatch of them to the global chain.
+void give_slot(uint32_t index) {
+  set_free(index, tls_free_head);
+  tls_free_head = index;
+  if (++tls_free_count < 2 * kIndexBatch) return;
+  uint32_t last = tls_free_head;
+  for (uint32_t i = 1; i < kIndexBatch; ++i) last = next_free(last);
+  uint32_t head = tls_free_head;
+  tls_free_head = next_free(last);
+  tls_free_count -= kIndexBatch;
+  LockGuard guard(g_index_lock);
+  set_free(last, g_free_head);
+  g_free_head = head;
+}
+
+// Calls visit(header) for every live block of the table.
+template <typename Visit>
+void for_each_live(Visit visit) {
+  uint32_t used = g_slots_used.load(std::memory_order_acquire);
+  for (uint32_t index = 0; index < used; ++index) {
+    if (index % kChunkSlots == 0 &&
+        g_chunks[index >> kChunkBits].load(std::memory_order_acquire) == nullptr) {
+      break;
+    }
+    uintptr_t value = slot(index).load(std::memory_order_acquire);
+    if (value != 0 && (value & 1) == 0) visit(reinterpret_cast<const Header*>(value));
+  }
+}
+
+// --- The quarantine -------------------------------------------------------
+//
+// A FIFO under a lock. Freed blocks gather in a per-thread batch that joins
+// it in one step when it reaches g_batch_bytes (a thirty-second of the
+// budget), so that threads freeing at once rarely take the lock. A thread's
+// batch joins the quarantine when the thread exits.
 constinit SpinLock g_quarantine_lock;
 constinit Header* g_quarantine_head = nullptr;
 constinit Header* g_quarantine_tail = nullptr;
-constinit size_t g_quarantine_bytes = 0;
+constinit std::atomic<size_t> g_quarantine_bytes{0};
+constinit size_t g_budget = kDefaultQuarantine;
+constinit size_t g_batch_bytes = kDefaultQuarantine / 32;
 
-// Small freed blocks gather in a per-thread batch that joins the quarantine
-// in one step, so that threads freeing at once do not take turns on its
-// lock for every block. (At most kBatchBlocks small blocks of an exiting
-// thread stay poisoned for good.)
-constexpr uint32_t kBatchBlocks = 32;
-constexpr size_t kBatchBlockMax = 1024;
 thread_local Header* tls_batch_head = nullptr;
 thread_local Header* tls_batch_tail = nullptr;
-thread_local uint32_t tls_batch_count = 0;
 thread_local size_t tls_batch_bytes = 0;
+thread_local bool tls_exit_registered = false;
+
+constinit pthread_key_t g_exit_key;
+constinit std::atomic<bool> g_setup_done{false};
+
+void flush_batch() {
+  if (tls_batch_head == nullptr) return;
+  LockGuard guard(g_quarantine_lock);
+  if (g_quarantine_tail != nullptr)
+    g_quarantine_tail->next = tls_batch_head;
+  else
+    g_quarantine_head = tls_batch_head;
+  g_quarantine_tail = tls_batch_tail;
+  g_quarantine_bytes.store(g_quarantine_bytes.load(std::memory_order_relaxed) + tls_batch_bytes,
+                           std::memory_order_relaxed);
+  tls_batch_head = tls_batch_tail = nullptr;
+  tls_batch_bytes = 0;
+}
+
+void on_thread_exit(void*) { flush_batch(); }
 
 constinit std::atomic<bool> g_atfork_registered{false};
 
@@ -82,14 +213,12 @@ uint64_t canary_of(const Header* h) {
   uint64_t x = reinterpret_cast<uintptr_t>(h) ^ g_secret;
   x ^= h->size * 0x9e3779b97f4a7c15ull;
   x ^= (uint64_t{h->offset} << 32 | h->tail) * 0xc2b2ae3d27d4eb4full;
-  x ^= uint64_t{h->origin} << 56;
+  x ^= uint64_t{h->origin} << 56 | uint64_t{h->whole} << 48;
   x ^= x >> 29;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 32;
   return x;
 }
-
-size_t raw_bytes(const Header* h) { return h->offset + h->size + h->tail; }
 
 report::BlockDescription describe(const Header* h) {
   report::BlockDescription d;
@@ -101,42 +230,68 @@ report::BlockDescription describe(const Header* h) {
   return d;
 }
 
-Shard& shard_of(const Header* h) {
-  return g_shards[(reinterpret_cast<uintptr_t>(h) >> 6) * 0x9e3779b97f4a7c15ull >> 58];
+// User bytes filled when allocated and poisoned when freed.
+size_t checked_span(const Header* h) { return h->whole || h->size <= g_limit ? h->size : g_limit; }
+
+// Whether the `n` bytes at `p` are all `byte`: 128 bytes per test, the
+// rest in 16-byte steps, the last step overlapping the one before.
+bool all_bytes(const uint8_t* p, size_t n, uint8_t byte) {
+  typedef uint64_t Vec __attribute__((vector_size(16)));
+  uint64_t word = 0x0101010101010101ull * byte;
+  if (n < 16) {
+    if (n >= 8) {
+      uint64_t first, last;
+      std::memcpy(&first, p, sizeof first);
+      std::memcpy(&last, p + n - 8, sizeof last);
+      return ((first ^ word) | (last ^ word)) == 0;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (p[i] != byte) return false;
+    }
+    return true;
+  }
+  Vec pattern = {word, word};
+  Vec diff = {0, 0};
+  size_t i = 0;
+  auto at = [p](size_t offset) {
+    Vec v;
+    std::memcpy(&v, p + offset, sizeof v);
+    return v;
+  };
+  for (; i + 128 <= n; i += 128) {
+    diff |= ((at(i) ^ pattern) | (at(i + 16) ^ pattern)) |
+            ((at(i + 32) ^ pattern) | (at(i + 48) ^ pattern));
+    diff |= ((at(i + 64) ^ pattern) | (at(i + 80) ^ pattern)) |
+            ((at(i + 96) ^ pattern) | (at(i + 112) ^ pattern));
+    if ((diff[0] | diff[1]) != 0) return false;
+  }
+  for (; i + 16 <= n; i += 16) diff |= at(i) ^ pattern;
+  if (i < n) diff |= at(n - 16) ^ pattern;
+  return (diff[0] | diff[1]) == 0;
+}
+
+// Offset of the first of the `n` bytes at `p` that is not `byte`, or n.
+size_t first_other(const uint8_t* p, size_t n, uint8_t byte) {
+  if (all_bytes(p, n, byte)) return n;
+  size_t i = 0;
+  while (i < n && p[i] == byte) ++i;
+  return i;
 }
 
 // Offset (from the user pointer) of the first tail byte that is not the
 // canary, or 0 if the tail is intact.
 size_t bad_tail(const Header* h) {
   const auto* tail = reinterpret_cast<const uint8_t*>(h) + kHeaderSize + h->size;
-  constexpr uint64_t kTailWord = 0x0101010101010101ull * kTailByte;
-  uint32_t i = 0;
-  for (; i + 8 <= h->tail; i += 8) {
-    uint64_t got;
-    std::memcpy(&got, tail + i, sizeof got);
-    if (got != kTailWord) break;
-  }
-  for (; i < h->tail; ++i) {
-    if (tail[i] != kTailByte) return h->size + i;
-  }
-  return 0;
+  size_t i = first_other(tail, h->tail, kTailByte);
+  return i == h->tail ? 0 : h->size + i;
 }
 
-// Offset of the first user byte that is not the poison, or SIZE_MAX.
+// Offset of the first poisoned user byte that is not the poison, or SIZE_MAX.
 size_t bad_poison(const Header* h) {
   const auto* bytes = reinterpret_cast<const uint8_t*>(h) + kHeaderSize;
-  uint64_t word;
-  std::memset(&word, h->poison, sizeof word);
-  size_t i = 0;
-  for (; i + 8 <= h->size; i += 8) {
-    uint64_t got;
-    std::memcpy(&got, bytes + i, sizeof got);
-    if (got != word) break;
-  }
-  for (; i < h->size; ++i) {
-    if (bytes[i] != h->poison) return i;
-  }
-  return SIZE_MAX;
+  size_t span = checked_span(h);
+  size_t i = first_other(bytes, span, h->poison);
+  return i == span ? SIZE_MAX : i;
 }
 
 // How far before the user pointer the farthest changed header byte is,
@@ -151,16 +306,28 @@ size_t underflow_depth(const Header* h) {
 }
 
 void fork_prepare() {
-  g_quarantine_lock.lock();
-  for (Shard& shard : g_shards) shard.lock.lock();
+  g_quarantine_lock.fork_prepare();
+  g_index_lock.fork_prepare();
 }
 void fork_parent() {
-  for (Shard& shard : g_shards) shard.lock.unlock();
-  g_quarantine_lock.unlock();
+  g_index_lock.fork_parent();
+  g_quarantine_lock.fork_parent();
 }
 void fork_child() {
-  for (Shard& shard : g_shards) shard.lock.reset_after_fork();
+  g_index_lock.reset_after_fork();
   g_quarantine_lock.reset_after_fork();
+}
+
+// What may allocate (pthread_atfork, pthread_key_create) is done on the
+// first allocation, outside every lock.
+void setup() {
+  if (g_atfork_registered.load(std::memory_order_relaxed) || g_atfork_registered.exchange(true)) {
+    return;
+  }
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  if (pthread_key_create(&g_exit_key, on_thread_exit) == 0) {
+    g_setup_done.store(true, std::memory_order_release);
+  }
 }
 
 }  // namespace
@@ -206,20 +373,23 @@ void latch() {
   g_latched = true;
   g_enabled = g_options.check != 0 || g_options.leaks || g_options.quarantine_bytes != 0;
   os::random_bytes(&g_secret, sizeof g_secret);
+  g_limit = g_options.check_bytes != 0 ? g_options.check_bytes : SIZE_MAX;
+  g_budget = g_options.quarantine_bytes != 0 ? g_options.quarantine_bytes : kDefaultQuarantine;
+  g_batch_bytes = g_budget / 32;
 }
 
 void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
-                  bool zero, Site site) {
-  // The shard locks must be held across fork; pthread_atfork may allocate,
-  // so it is registered on the first allocation, outside every lock.
-  if (!g_atfork_registered.load(std::memory_order_relaxed) && !g_atfork_registered.exchange(true)) {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-  }
+                  bool zero, bool raw_zeroed, bool large_block, Site site) {
+  setup();
   size_t offset = user_offset(alignment);
   char* p = static_cast<char*>(raw) + offset;
   Header* h = header_of(p);
+  bool whole = large_block || g_limit == SIZE_MAX;
   size_t tail = raw_usable - offset - size;
+  size_t tail_max = whole ? UINT32_MAX : kTailMax;
+  if (tail > tail_max) tail = tail_max;
   if (tail > UINT32_MAX) tail = UINT32_MAX;
+  h->raw = raw_usable;
   h->size = size;
   h->offset = static_cast<uint32_t>(offset);
   h->tail = static_cast<uint32_t>(tail);
@@ -228,22 +398,21 @@ void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, O
   h->origin = static_cast<uint8_t>(origin);
   h->state = kLiveState;
   h->poison = 0;
+  h->whole = whole;
   h->reserved = 0;
-  h->reserved2 = 0;
   h->canary = canary_of(h);
   if (zero) {
-    std::memset(p, 0, size);
+    if (!raw_zeroed) std::memset(p, 0, size);
   } else {
     int perturb = g_options.perturb;
-    std::memset(p, perturb != 0 ? (~perturb & 0xff) : kDefaultFillByte, size);
+    std::memset(p, perturb != 0 ? (~perturb & 0xff) : kDefaultFillByte,
+                size <= g_limit ? size : g_limit);
   }
   std::memset(p + size, kTailByte, tail);
-  Shard& shard = shard_of(h);
-  LockGuard guard(shard.lock);
-  h->prev = nullptr;
-  h->next = shard.head;
-  if (shard.head != nullptr) shard.head->prev = h;
-  shard.head = h;
+  h->live = take_slot();
+  if (h->live != kNoIndex) {
+    slot(h->live).store(reinterpret_cast<uintptr_t>(h), std::memory_order_release);
+  }
   return p;
 }
 
@@ -255,8 +424,9 @@ Found inspect(const void* raw, const void* p) {
   }
   const Header* h = header_of(p);
   if (h->offset == offset && h->canary == canary_of(h)) {
-    if (h->state == kLiveState) return Found::kLive;
-    if (h->state == kQuarantinedState) return Found::kFreed;
+    uint8_t state = __atomic_load_n(&h->state, __ATOMIC_RELAXED);
+    if (state == kLiveState) return Found::kLive;
+    if (state == kQuarantinedState) return Found::kFreed;
   }
   // The only place a plain block's header can be: its canary was overwritten.
   return offset == kHeaderSize ? Found::kCorrupt : Found::kNotABlock;
@@ -275,62 +445,48 @@ void report_corrupt(const char* function, const void* p) {
   report::buffer_underflow(function, d, underflow_depth(h));
 }
 
-bool on_free(void* p, const char* function, Release kind, size_t sized, Site site) {
+Freed on_free(void* p, const char* function, Release kind, size_t sized, Site site) {
   Header* h = header_of(p);
   if (size_t offset = bad_tail(h)) {
     report::buffer_overflow(function, describe(h), offset);
-    return false;
+    return Freed::kError;
   }
   if (!family_matches(static_cast<Origin>(h->origin), kind)) {
     report::mismatched_free(function, describe(h), release_name(kind));
-    return false;
+    return Freed::kError;
   }
   if (sized != 0 && sized != h->size) {
     report::wrong_size(function, describe(h), sized);
-    return false;
+    return Freed::kError;
   }
-  uint32_t free_stack = stack::capture(site.caller, site.frame);
-  bool was_live;
-  {
-    Shard& shard = shard_of(h);
-    LockGuard guard(shard.lock);
-    was_live = h->state == kLiveState;
-    if (was_live) {
-      if (h->prev != nullptr)
-        h->prev->next = h->next;
-      else
-        shard.head = h->next;
-      if (h->next != nullptr) h->next->prev = h->prev;
-      h->state = kQuarantinedState;
-    }
-  }
-  if (!was_live) {  // freed by another thread since inspect() looked
+  uint8_t live = kLiveState;
+  if (!__atomic_compare_exchange_n(&h->state, &live, uint8_t{kQuarantinedState}, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    // Freed by another thread since inspect() looked.
     report::double_free(function, describe(h));
-    return false;
+    return Freed::kError;
   }
-  h->free_stack = free_stack;
+  if (h->live != kNoIndex) give_slot(h->live);
+  // Poisoned, it would leave the quarantine in this very call: all cost and
+  // no check. (A second free is still caught by the layers below.)
+  if (h->raw > g_budget) return Freed::kRelease;
+  h->free_stack = stack::capture(site.caller, site.frame);
   int perturb = g_options.perturb;
   h->poison = perturb != 0 ? static_cast<uint8_t>(perturb & 0xff) : kDefaultPoisonByte;
-  std::memset(p, h->poison, h->size);
+  std::memset(p, h->poison, checked_span(h));
+  if (!tls_exit_registered && g_setup_done.load(std::memory_order_acquire)) {
+    tls_exit_registered = true;
+    pthread_setspecific(g_exit_key, &tls_exit_registered);
+  }
   h->next = nullptr;
   if (tls_batch_tail != nullptr)
     tls_batch_tail->next = h;
   else
     tls_batch_head = h;
   tls_batch_tail = h;
-  tls_batch_bytes += raw_bytes(h);
-  if (++tls_batch_count < kBatchBlocks && raw_bytes(h) <= kBatchBlockMax) return true;
-  LockGuard guard(g_quarantine_lock);
-  if (g_quarantine_tail != nullptr)
-    g_quarantine_tail->next = tls_batch_head;
-  else
-    g_quarantine_head = tls_batch_head;
-  g_quarantine_tail = tls_batch_tail;
-  g_quarantine_bytes += tls_batch_bytes;
-  tls_batch_head = tls_batch_tail = nullptr;
-  tls_batch_count = 0;
-  tls_batch_bytes = 0;
-  return true;
+  tls_batch_bytes += h->raw;
+  if (tls_batch_bytes >= g_batch_bytes) flush_batch();
+  return Freed::kQuarantined;
 }
 
 void report_double_free(const char* function, const void* p) {
@@ -338,17 +494,19 @@ void report_double_free(const char* function, const void* p) {
 }
 
 size_t evict(void** out, size_t max) {
-  size_t budget = g_options.quarantine_bytes != 0 ? g_options.quarantine_bytes : kDefaultQuarantine;
+  if (g_quarantine_bytes.load(std::memory_order_relaxed) <= g_budget) return 0;
   size_t count = 0;
   {
     LockGuard guard(g_quarantine_lock);
-    while (count < max && g_quarantine_head != nullptr && g_quarantine_bytes > budget) {
+    size_t bytes = g_quarantine_bytes.load(std::memory_order_relaxed);
+    while (count < max && g_quarantine_head != nullptr && bytes > g_budget) {
       Header* h = g_quarantine_head;
       g_quarantine_head = h->next;
       if (g_quarantine_head == nullptr) g_quarantine_tail = nullptr;
-      g_quarantine_bytes -= raw_bytes(h);
+      bytes -= h->raw;
       out[count++] = h;
     }
+    g_quarantine_bytes.store(bytes, std::memory_order_relaxed);
   }
   for (size_t i = 0; i < count; ++i) {
     auto* h = static_cast<Header*>(out[i]);
@@ -385,16 +543,6 @@ int check_all() {
     ++total;
     if (count < kMaxFound) found[count++] = {describe(h), offset, kind};
   };
-  for (Shard& shard : g_shards) {
-    LockGuard guard(shard.lock);
-    for (const Header* h = shard.head; h != nullptr; h = h->next) {
-      if (h->canary != canary_of(h)) {
-        note(h, underflow_depth(h), 0);
-      } else if (size_t offset = bad_tail(h)) {
-        note(h, offset, 1);
-      }
-    }
-  }
   auto verify_freed = [&](const Header* h) {
     size_t offset;
     if (h->canary != canary_of(h)) {
@@ -406,7 +554,16 @@ int check_all() {
     }
   };
   {
+    // While the quarantine is locked no block can leave it, so every block
+    // the live table names stays a block (live or quarantined) to the end.
     LockGuard guard(g_quarantine_lock);
+    for_each_live([&](const Header* h) {
+      if (h->canary != canary_of(h)) {
+        note(h, underflow_depth(h), 0);
+      } else if (size_t offset = bad_tail(h)) {
+        note(h, offset, 1);
+      }
+    });
     for (const Header* h = g_quarantine_head; h != nullptr; h = h->next) verify_freed(h);
   }
   // This thread's batch (other threads' batches are theirs alone).
@@ -442,9 +599,9 @@ constinit LeakSite g_sites[kMaxSites] = {};
 __attribute__((destructor)) void report_leaks() {
   if (!g_enabled || !g_options.leaks) return;
   size_t sites = 0, blocks = 0, bytes = 0;
-  for (Shard& shard : g_shards) {
-    LockGuard guard(shard.lock);
-    for (const Header* h = shard.head; h != nullptr; h = h->next) {
+  {
+    LockGuard guard(g_quarantine_lock);  // see check_all
+    for_each_live([&](const Header* h) {
       ++blocks;
       bytes += h->size;
       size_t i = 0;
@@ -457,7 +614,7 @@ __attribute__((destructor)) void report_leaks() {
       }
       ++g_sites[i].blocks;
       g_sites[i].bytes += h->size;
-    }
+    });
   }
   if (blocks == 0) return;
   // Largest first (insertion sort: sites are few).

@@ -5,16 +5,20 @@
 // the fast paths are off and every call goes through the slow paths, which
 // call the functions here around the ordinary allocator.
 //
-//   raw block:  [ padding | Header (64 bytes) | user bytes (size) | tail canary ]
+//   raw block:  [ padding | Header (64 bytes) | user bytes (size) | tail canary | slack ]
 //                          ^ p - 64             ^ p (what malloc returns)
 //
 // The header's last word is a canary computed from its fields, the block's
 // address and a secret, so an underflow (or a pointer that is not a block)
-// is recognised; the tail is filled with kTailByte up to the end of the raw
-// block (at least kTailMin bytes). Freed blocks are filled with a poison
+// is recognised; the tail canary is kTailByte, from the end of the user
+// bytes for at least kTailMin bytes. Freed blocks are filled with a poison
 // byte and held in a FIFO quarantine (quarantine_bytes); the poison is
-// verified when a block leaves it. Live blocks are on sharded lists, so the
-// whole heap can be verified (strata_check_heap) and leaks listed at exit.
+// verified when a block leaves it. The fill of new blocks, the poison and
+// the tail cover at most check_bytes bytes each (whole blocks for large
+// blocks, or when check_bytes is 0), so that their cost does
+// not grow with the block. Live blocks are registered in a table (one slot
+// each, no list to unlink), so the whole heap can be verified
+// (strata_check_heap) and leaks listed at exit.
 //
 // This layer knows nothing of slabs or mappings: the API layer finds the raw
 // block of a pointer and hands raw blocks out and back.
@@ -69,9 +73,12 @@ inline bool raw_size(size_t size, size_t alignment, size_t* out) {
 }
 
 // Lays out a fresh raw block of `raw_usable` bytes (>= raw_size) and returns
-// the user pointer.
+// the user pointer. `zero`: the user bytes must read as zero (calloc);
+// `raw_zeroed`: they do already (the raw block was allocated zeroed).
+// `large_block`: the raw block is not a block of a slab
+// (poisoned whole when freed, whatever check_bytes says).
 void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
-                  bool zero, Site site);
+                  bool zero, bool raw_zeroed, bool large_block, Site site);
 
 // What a pointer is, given the raw block that contains it.
 enum class Found { kLive, kFreed, kNotABlock, kCorrupt };
@@ -82,9 +89,12 @@ size_t size_of(const void* p);
 
 // Frees a live block: verifies its canaries and the release family (and the
 // size, if `sized` is non-zero), poisons it and puts it in the quarantine.
-// Reports and returns false (the block stays allocated) on any error, or
-// reports a double free for a block already in the quarantine.
-bool on_free(void* p, const char* function, Release kind, size_t sized, Site site);
+// kError: reported (the block stays allocated), or a double free of a block
+// already in the quarantine. kRelease: a block larger than the quarantine's
+// budget, which would leave it at once: not poisoned, the caller gives the
+// raw block straight back.
+enum class Freed { kError, kQuarantined, kRelease };
+Freed on_free(void* p, const char* function, Release kind, size_t sized, Site site);
 
 // Reports a second free of a block held in the quarantine (kFreed).
 void report_double_free(const char* function, const void* p);
@@ -93,7 +103,8 @@ void report_double_free(const char* function, const void* p);
 void report_corrupt(const char* function, const void* p);
 
 // Takes up to `max` of the oldest quarantined blocks while the quarantine
-// is over its budget, verifies them and returns how many it took; out[i] is
+// is over its budget (no lock is taken while it is not), verifies them and
+// returns how many it took; out[i] is
 // the raw block to give back, or nullptr for a block written to after its
 // free (reported, and kept out of circulation).
 size_t evict(void** out, size_t max);

@@ -76,11 +76,23 @@ uintptr_t stack_top(uintptr_t fp) {
   return top;
 }
 
+// Each thread remembers the ids of the stacks it captured last, by hash, so
+// that a stack seen again (the common case: a few call sites allocate most
+// blocks) costs no probe of the depot, whose slots are cold. The 64-bit hash
+// stands for the stack here; the depot compares the frames themselves.
+constexpr size_t kCacheEntries = 16;  // 256 bytes of static TLS
+struct CacheEntry {
+  uint64_t hash;
+  uint32_t id;
+};
+thread_local CacheEntry tls_cache[kCacheEntries];
+
 }  // namespace
 
 __attribute__((noinline)) uint32_t capture(const void* caller, const void* frame) {
   Trace trace;
-  trace.frames[trace.depth++] = reinterpret_cast<uintptr_t>(caller);
+  trace.depth = 1;
+  trace.frames[0] = reinterpret_cast<uintptr_t>(caller);
   auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   uintptr_t top = stack_top(fp);
   // Each frame record is [saved frame pointer, return address]; records lie
@@ -99,18 +111,24 @@ __attribute__((noinline)) uint32_t capture(const void* caller, const void* frame
       fp = record[0];
     }
   }
+  uint64_t hash = hash_of(trace);
+  CacheEntry& cached = tls_cache[hash % kCacheEntries];
+  if (cached.hash == hash) return cached.id;
   Slot* slots = depot();
   if (slots == nullptr) return 0;
-  uint64_t hash = hash_of(trace);
   for (size_t probe = 0; probe < kProbes; ++probe) {
     size_t index = (hash + probe) % kSlots;
     Slot& slot = slots[index];
     uint64_t key = slot.key.load(std::memory_order_acquire);
-    if (key == hash && same(slot.trace, trace)) return static_cast<uint32_t>(index + 1);
+    if (key == hash && same(slot.trace, trace)) {
+      cached = {hash, static_cast<uint32_t>(index + 1)};
+      return cached.id;
+    }
     if (key == 0 && slot.key.compare_exchange_strong(key, kBusy, std::memory_order_acquire)) {
       slot.trace = trace;
       slot.key.store(hash, std::memory_order_release);
-      return static_cast<uint32_t>(index + 1);
+      cached = {hash, static_cast<uint32_t>(index + 1)};
+      return cached.id;
     }
   }
   return 0;

@@ -16,9 +16,11 @@ namespace strata::stack {
 
 inline constexpr size_t kMaxFrames = 14;
 
+// frames[depth] and beyond are unspecified (not cleared: capture runs on
+// every allocation and free in check mode).
 struct Trace {
-  uint32_t depth = 0;
-  uintptr_t frames[kMaxFrames] = {};
+  uint32_t depth;
+  uintptr_t frames[kMaxFrames];
 };
 
 // Captures the calling thread's stack and stores it: `caller` (the return

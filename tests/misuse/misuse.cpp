@@ -148,6 +148,52 @@ SCENARIO void read_after_free_large() {
   printf("read %d\n", opaque(p)[kLarge / 2]);
 }
 
+// Writes into a freed 4 KiB block (a block of a slab) at two depths: within
+// the first check_bytes (default 256), which check mode poisons and
+// verifies, and past them, which only check_bytes=0 covers.
+SCENARIO void write_after_free_4k(size_t offset) {
+  char* p = static_cast<char*>(malloc(4096));
+  free(p);
+  opaque(p)[offset] = 'w';
+  churn();
+}
+
+SCENARIO void write_after_free_shallow() { write_after_free_4k(200); }
+SCENARIO void write_after_free_deep() { write_after_free_4k(3000); }
+
+// A small block freed by a thread that then exits: the freed blocks a
+// thread gathers join the quarantine when it exits, so the write is found
+// when the block leaves the quarantine.
+SCENARIO void* free_and_exit(void* p) {
+  free(p);
+  return nullptr;
+}
+
+SCENARIO void write_after_free_exited_thread() {
+  char* p = static_cast<char*>(malloc(kSmall));
+  pthread_t thread;
+  pthread_create(&thread, nullptr, free_and_exit, p);
+  pthread_join(thread, nullptr);
+  opaque(p)[8] = 'x';
+  churn();
+}
+
+// strata_check_heap verifies the live blocks of every thread.
+SCENARIO void* allocate_and_overflow(void*) {
+  char* p = static_cast<char*>(malloc(kSmall));
+  opaque(p)[kSmall + 1] = 't';
+  return p;
+}
+
+SCENARIO void overflow_in_thread_found_by_check_heap() {
+  pthread_t thread;
+  pthread_create(&thread, nullptr, allocate_and_overflow, nullptr);
+  pthread_join(thread, nullptr);
+  auto check = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "strata_check_heap"));
+  int bad = check != nullptr ? check() : -1;
+  printf("strata_check_heap: %d\n", bad);
+}
+
 SCENARIO void new_array_delete() {
   int* p = new int[8];
   operator delete(opaque(p));
