@@ -9,6 +9,7 @@ statistic reported (median, or minimum with --stat min).
 
   tests/misuse/overhead.py --bin-dir build-bench/bench/bin \
       --lib build/libstrata.so [--baseline-lib other/libstrata.so] [--rounds 3]
+      [--other-lib before=old/libstrata.so]
 """
 import argparse
 import os
@@ -64,6 +65,9 @@ def main():
     p.add_argument("--bin-dir", required=True)
     p.add_argument("--lib", required=True)
     p.add_argument("--baseline-lib", help="a libstrata.so without the debugging hooks")
+    p.add_argument("--other-lib", action="append", default=[], metavar="LABEL=PATH",
+                   help="also run every mode but default with this libstrata.so, as 'MODE (LABEL)' "
+                        "(e.g. an older build, to compare before and after in one interleaved run)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--only", help="comma-separated workloads")
@@ -77,6 +81,10 @@ def main():
         variants.append(("baseline (no hooks)", os.path.abspath(args.baseline_lib), {}))
     modes = args.modes.split(",") if args.modes else list(MODES)
     for mode in modes:
+        for other in args.other_lib:
+            label, _, path = other.partition("=")
+            if mode != "default":
+                variants.append(("%s (%s)" % (mode, label), os.path.abspath(path), MODES[mode]))
         variants.append((mode, os.path.abspath(args.lib), MODES[mode]))
     names = args.only.split(",") if args.only else list(WORKLOADS)
     base_env = {k: v for k, v in os.environ.items()
