@@ -145,6 +145,23 @@ void* aligned_plain(size_t alignment, size_t size);
 // these functions find the raw block behind a pointer and hand raw blocks
 // out and back.
 
+// Check mode without guards: the exported functions' slow paths go straight
+// to the check-mode functions below.
+inline bool checking_only() { return check::enabled() && !guard::enabled(); }
+
+// Keeps errno across a free (os::ErrnoGuard, inline).
+class KeepErrno {
+ public:
+  KeepErrno() : at_(&errno), saved_(*at_) {}
+  ~KeepErrno() { *at_ = saved_; }
+  KeepErrno(const KeepErrno&) = delete;
+  KeepErrno& operator=(const KeepErrno&) = delete;
+
+ private:
+  int* at_;
+  int saved_;
+};
+
 void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin origin,
                        check::Site site) {
   size_t need;
@@ -153,6 +170,26 @@ void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin o
     return fail_nomem();
   }
   runtime::ensure_ready();
+  if (alignment <= kMinAlign && need <= kMaxSmallSize && need < large::mmap_threshold()) {
+    // A raw block of a slab, taken as allocate_small takes it but neither
+    // perturbed nor cleared: on_allocate fills what the program sees.
+    size_t size_class = size_class_of(need);
+    ThreadHeap* heap = tls_heap;
+    if (heap == &g_empty_heap) {
+      heap = retry_after_trim([] { return runtime::thread_heap(); });
+      if (heap == nullptr) return nullptr;
+    }
+    bool known_zero = heap->current(size_class)->free_is_zero;
+    FreeBlock* block = heap->pop(size_class);
+    if (block == nullptr) {
+      block = retry_after_trim([&] { return heap->allocate_slow(size_class, &known_zero); });
+      if (block == nullptr) return nullptr;
+    }
+    // A block known zero is zero but for its link word, which the header
+    // covers.
+    return check::on_allocate(block, kSizeClasses[size_class].block_size, 0, size, origin, zero,
+                              zero && known_zero, false, site);
+  }
   // calloc's raw block comes zeroed: fresh pages of a large block are then
   // left untouched.
   bool zeroed = zero && alignment <= kMinAlign;
@@ -191,8 +228,10 @@ void* allocate_from(size_t size, size_t alignment, bool zero, check::Origin orig
   return alignment <= kMinAlign ? allocate(size, zero) : aligned_plain(alignment, size);
 }
 
-// The raw block whose user pointer is p, or nullptr (reported).
-void* checked_find(const void* p, const char* function) {
+// The raw block that would hold p as its user pointer, or nullptr (a
+// pointer into no block, or into a block free in the allocator: reported).
+// Whether it is a live block is for check::inspect to say.
+void* find_raw(const void* p, const char* function) {
   void* raw = nullptr;
   if (g_segment_map.contains(p)) {
     Slab* slab = slab_of(segment_of(p), p);
@@ -201,8 +240,15 @@ void* checked_find(const void* p, const char* function) {
       report::invalid_pointer(function, p);
       return nullptr;
     }
-    size_t index = static_cast<size_t>(at - slab->start) / slab->block_size;
-    raw = slab->start + index * slab->block_size;
+    // Most user pointers are kHeaderSize past their raw block (alignments
+    // up to 64): the grid test finds it without a division.
+    if (at - slab->start >= static_cast<ptrdiff_t>(check::kHeaderSize) &&
+        slab->is_on_grid(at - check::kHeaderSize)) {
+      raw = const_cast<char*>(at - check::kHeaderSize);
+    } else {
+      size_t index = static_cast<size_t>(at - slab->start) / slab->block_size;
+      raw = slab->start + index * slab->block_size;
+    }
     if (static_cast<const FreeBlock*>(raw)->tag == free_tag(raw)) {
       // The block left the quarantine and is free again.
       if (at - static_cast<const char*>(raw) == static_cast<ptrdiff_t>(check::kHeaderSize))
@@ -234,6 +280,13 @@ void* checked_find(const void* p, const char* function) {
       return nullptr;
     }
   }
+  return raw;
+}
+
+// The raw block whose user pointer is p, or nullptr (reported).
+void* checked_find(const void* p, const char* function) {
+  void* raw = find_raw(p, function);
+  if (raw == nullptr) return nullptr;
   switch (check::inspect(raw, p)) {
     case check::Found::kLive:
       return raw;
@@ -278,6 +331,8 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
       release_raw(raw);
       break;
     case check::Freed::kQuarantined:
+      break;
+    case check::Freed::kEvict:
       release_evicted();
       break;
   }
@@ -287,11 +342,22 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
 void checked_free(void* p, const char* function, check::Release kind, size_t size,
                   check::Site site) {
   if (p == nullptr) return;
-  os::ErrnoGuard keep_errno;
+  KeepErrno keep_errno;
   runtime::ensure_ready();
-  void* raw = checked_find(p, function);
+  void* raw = find_raw(p, function);
   if (raw == nullptr) return;
-  if (!checked_release(p, raw, function, kind, size, site)) return;
+  switch (check::free_found(raw, p, function, kind, size, site)) {
+    case check::Freed::kError:
+      return;
+    case check::Freed::kRelease:
+      release_raw(raw);
+      break;
+    case check::Freed::kQuarantined:
+      break;
+    case check::Freed::kEvict:
+      release_evicted();
+      break;
+  }
   runtime::maintenance();
 }
 
@@ -356,11 +422,16 @@ void* realloc_any(void* p, size_t size, check::Site site) {
 }  // namespace
 
 void* malloc_slow(size_t size) noexcept {
+  if (checking_only()) return checked_allocate(size, 0, false, check::Origin::kMalloc, STRATA_SITE);
   if (debugging()) return allocate_from(size, 0, false, check::Origin::kMalloc, STRATA_SITE);
   return allocate(size, /*zero=*/false);
 }
 
 void* malloc_slow_from(size_t size, check::Origin origin, const void* caller) noexcept {
+  if (checking_only()) {
+    return checked_allocate(size, 0, false, origin,
+                            {caller, caller_frame(__builtin_frame_address(0))});
+  }
   if (debugging()) {
     return allocate_from(size, 0, false, origin,
                          {caller, caller_frame(__builtin_frame_address(0))});
@@ -379,6 +450,10 @@ void* aligned_from(size_t alignment, size_t size, check::Origin origin,
 
 void free_slow_from(void* p, const char* function, check::Release kind, size_t size,
                     const void* caller) noexcept {
+  if (checking_only()) {
+    return checked_free(p, function, kind, size,
+                        {caller, caller_frame(__builtin_frame_address(0))});
+  }
   if (debugging()) {
     return free_from_any(p, function, kind, size,
                          {caller, caller_frame(__builtin_frame_address(0))});
@@ -388,6 +463,7 @@ void free_slow_from(void* p, const char* function, check::Release kind, size_t s
 
 void free_slow(void* p, const char* function) noexcept {
   if (p == nullptr) return;
+  if (checking_only()) return checked_free(p, function, check::Release::kFree, 0, STRATA_SITE);
   if (debugging()) return free_from_any(p, function, check::Release::kFree, 0, STRATA_SITE);
   free_plain(p, function);
 }

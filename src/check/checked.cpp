@@ -3,9 +3,13 @@
 #include "check/checked.h"
 
 #include <pthread.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 #include <atomic>
-
+#include <cstddef>
 #include <cstring>
 
 #include "check/report.h"
@@ -36,20 +40,26 @@ static_assert(kTailMax >= kTailMin);
 struct Header {
   Header* next;  // quarantine FIFO
   uint64_t raw;  // bytes of the raw block (the quarantine's accounting)
+  uint32_t alloc_stack;
+  uint32_t free_stack;
+  uint32_t live;        // slot in the live table, or kNoIndex
+  uint8_t state;        // read and changed atomically
+  uint8_t poison;       // the byte the block was filled with when freed
+  uint8_t tail_poison;  // freed: the tail holds the poison too (see on_free)
+  uint8_t unused;
+  // The fields the canary covers, read by it as three words.
   uint64_t size;
   uint32_t offset;  // user pointer - raw block
   uint32_t tail;    // canary bytes after the user bytes
-  uint32_t alloc_stack;
-  uint32_t free_stack;
-  uint32_t live;  // slot in the live table, or kNoIndex
   uint8_t origin;
-  uint8_t state;   // read and changed atomically
-  uint8_t poison;  // the byte the block was filled with when freed
-  uint8_t whole;   // filled and poisoned whole, whatever check_bytes says
-  uint64_t reserved;
+  uint8_t whole;  // filled and poisoned whole, whatever check_bytes says
+  uint8_t zero[6];
   uint64_t canary;  // last: the first word an underflow reaches
 };
 static_assert(sizeof(Header) == kHeaderSize);
+static_assert(offsetof(Header, tail) == offsetof(Header, offset) + 4);
+static_assert(offsetof(Header, origin) == offsetof(Header, offset) + 8);
+static_assert(offsetof(Header, canary) == kHeaderSize - 8);
 
 constinit bool g_latched = false;
 constinit uint64_t g_secret = 0;
@@ -209,11 +219,17 @@ Header* header_of(const void* p) {
 }
 void* user_of(Header* h) { return reinterpret_cast<char*>(h) + kHeaderSize; }
 
-uint64_t canary_of(const Header* h) {
+// The header's canary: its address, the secret, the size, the offset and
+// tail (one word), the origin and `whole` (one word, the rest of it zero).
+[[gnu::always_inline]] inline uint64_t canary_of(const Header* h) {
+  const char* at = reinterpret_cast<const char*>(h);
+  uint64_t layout, kind;
+  std::memcpy(&layout, at + offsetof(Header, offset), sizeof layout);
+  std::memcpy(&kind, at + offsetof(Header, origin), sizeof kind);
   uint64_t x = reinterpret_cast<uintptr_t>(h) ^ g_secret;
   x ^= h->size * 0x9e3779b97f4a7c15ull;
-  x ^= (uint64_t{h->offset} << 32 | h->tail) * 0xc2b2ae3d27d4eb4full;
-  x ^= uint64_t{h->origin} << 56 | uint64_t{h->whole} << 48;
+  x ^= layout * 0xc2b2ae3d27d4eb4full;
+  x ^= kind << 48;
   x ^= x >> 29;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 32;
@@ -233,9 +249,57 @@ report::BlockDescription describe(const Header* h) {
 // User bytes filled when allocated and poisoned when freed.
 size_t checked_span(const Header* h) { return h->whole || h->size <= g_limit ? h->size : g_limit; }
 
-// Whether the `n` bytes at `p` are all `byte`: 128 bytes per test, the
-// rest in 16-byte steps, the last step overlapping the one before.
-bool all_bytes(const uint8_t* p, size_t n, uint8_t byte) {
+// Whether the processor and the kernel support AVX2 (latched).
+constinit bool g_avx2 = false;
+
+#if defined(__x86_64__)
+bool detect_avx2() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return false;
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 6) != 6) return false;  // the kernel saves the YMM registers
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (b & bit_AVX2) != 0;
+}
+
+// all_bytes for n >= 32 with 32-byte loads: 128 bytes per test while that
+// many remain, then 64, and the last 1-63 with two loads that may overlap
+// bytes already seen.
+[[gnu::target("avx2"), gnu::noinline]] bool all_bytes_avx2(const uint8_t* p, size_t n,
+                                                           uint8_t byte) {
+  __m256i pattern = _mm256_set1_epi8(static_cast<char>(byte));
+  __m256i diff = _mm256_setzero_si256();
+#define STRATA_AT(offset) \
+  _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + (offset))), pattern)
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    diff = _mm256_or_si256(diff,
+                           _mm256_or_si256(_mm256_or_si256(STRATA_AT(i), STRATA_AT(i + 32)),
+                                           _mm256_or_si256(STRATA_AT(i + 64), STRATA_AT(i + 96))));
+    if (!_mm256_testz_si256(diff, diff)) return false;
+  }
+  if (i + 64 <= n) {
+    diff = _mm256_or_si256(diff, _mm256_or_si256(STRATA_AT(i), STRATA_AT(i + 32)));
+    i += 64;
+  }
+  if (i < n) {
+    size_t last = n - 32;
+    diff = _mm256_or_si256(diff, _mm256_or_si256(STRATA_AT(i < last ? i : last),
+                                                 STRATA_AT(i + 32 < last ? i + 32 : last)));
+  }
+#undef STRATA_AT
+  return _mm256_testz_si256(diff, diff) != 0;
+}
+#else
+bool detect_avx2() { return false; }
+bool all_bytes_avx2(const uint8_t*, size_t, uint8_t) { return false; }
+#endif
+
+// Whether the `n` bytes at `p` are all `byte`: 128 bytes per test while
+// that many remain, then 64, and the last 1-63 with four 16-byte loads
+// that may overlap bytes already seen.
+[[gnu::always_inline]] inline bool all_bytes(const uint8_t* p, size_t n, uint8_t byte) {
   typedef uint64_t Vec __attribute__((vector_size(16)));
   uint64_t word = 0x0101010101010101ull * byte;
   if (n < 16) {
@@ -250,6 +314,7 @@ bool all_bytes(const uint8_t* p, size_t n, uint8_t byte) {
     }
     return true;
   }
+  if (n >= 32 && g_avx2) return all_bytes_avx2(p, n, byte);
   Vec pattern = {word, word};
   Vec diff = {0, 0};
   size_t i = 0;
@@ -265,8 +330,18 @@ bool all_bytes(const uint8_t* p, size_t n, uint8_t byte) {
             ((at(i + 96) ^ pattern) | (at(i + 112) ^ pattern));
     if ((diff[0] | diff[1]) != 0) return false;
   }
-  for (; i + 16 <= n; i += 16) diff |= at(i) ^ pattern;
-  if (i < n) diff |= at(n - 16) ^ pattern;
+  if (i + 64 <= n) {
+    diff |= ((at(i) ^ pattern) | (at(i + 16) ^ pattern)) |
+            ((at(i + 32) ^ pattern) | (at(i + 48) ^ pattern));
+    i += 64;
+  }
+  if (i < n) {
+    size_t last = n - 16;
+    size_t second = i + 16 < last ? i + 16 : last;
+    size_t third = i + 32 < last ? i + 32 : last;
+    diff |= ((at(i < last ? i : last) ^ pattern) | (at(second) ^ pattern)) |
+            ((at(third) ^ pattern) | (at(last) ^ pattern));
+  }
   return (diff[0] | diff[1]) == 0;
 }
 
@@ -286,12 +361,23 @@ size_t bad_tail(const Header* h) {
   return i == h->tail ? 0 : h->size + i;
 }
 
-// Offset of the first poisoned user byte that is not the poison, or SIZE_MAX.
-size_t bad_poison(const Header* h) {
+// Offset (from the user pointer) of the first byte of a freed block that
+// is not what on_free left there (the poison, then the tail canary unless
+// it was poisoned too), or SIZE_MAX if the block is intact.
+size_t bad_freed(const Header* h) {
   const auto* bytes = reinterpret_cast<const uint8_t*>(h) + kHeaderSize;
+  if (h->tail_poison) {
+    size_t span = h->size + h->tail;
+    if (all_bytes(bytes, span, h->poison)) return SIZE_MAX;
+    size_t i = 0;
+    while (bytes[i] == h->poison) ++i;
+    return i;
+  }
   size_t span = checked_span(h);
   size_t i = first_other(bytes, span, h->poison);
-  return i == span ? SIZE_MAX : i;
+  if (i != span) return i;
+  size_t offset = bad_tail(h);
+  return offset != 0 ? offset : SIZE_MAX;
 }
 
 // How far before the user pointer the farthest changed header byte is,
@@ -373,6 +459,7 @@ void latch() {
   g_latched = true;
   g_enabled = g_options.check != 0 || g_options.leaks || g_options.quarantine_bytes != 0;
   os::random_bytes(&g_secret, sizeof g_secret);
+  g_avx2 = detect_avx2();
   g_limit = g_options.check_bytes != 0 ? g_options.check_bytes : SIZE_MAX;
   g_budget = g_options.quarantine_bytes != 0 ? g_options.quarantine_bytes : kDefaultQuarantine;
   g_batch_bytes = g_budget / 32;
@@ -398,8 +485,10 @@ void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, O
   h->origin = static_cast<uint8_t>(origin);
   h->state = kLiveState;
   h->poison = 0;
+  h->tail_poison = 0;
+  h->unused = 0;
   h->whole = whole;
-  h->reserved = 0;
+  std::memset(h->zero, 0, sizeof h->zero);
   h->canary = canary_of(h);
   if (zero) {
     if (!raw_zeroed) std::memset(p, 0, size);
@@ -416,7 +505,9 @@ void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, O
   return p;
 }
 
-Found inspect(const void* raw, const void* p) {
+namespace {
+
+[[gnu::always_inline]] inline Found look(const void* raw, const void* p) {
   uintptr_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(raw);
   if (reinterpret_cast<uintptr_t>(p) < reinterpret_cast<uintptr_t>(raw) + kHeaderSize ||
       p == nullptr) {
@@ -431,6 +522,10 @@ Found inspect(const void* raw, const void* p) {
   // The only place a plain block's header can be: its canary was overwritten.
   return offset == kHeaderSize ? Found::kCorrupt : Found::kNotABlock;
 }
+
+}  // namespace
+
+Found inspect(const void* raw, const void* p) { return look(raw, p); }
 
 size_t size_of(const void* p) { return header_of(p)->size; }
 
@@ -473,7 +568,11 @@ Freed on_free(void* p, const char* function, Release kind, size_t sized, Site si
   h->free_stack = stack::capture(site.caller, site.frame);
   int perturb = g_options.perturb;
   h->poison = perturb != 0 ? static_cast<uint8_t>(perturb & 0xff) : kDefaultPoisonByte;
-  std::memset(p, h->poison, checked_span(h));
+  // The tail, just verified, is poisoned too when it follows the poisoned
+  // bytes: the block is then verified in one pass when it leaves.
+  size_t span = checked_span(h);
+  h->tail_poison = span == h->size;
+  std::memset(p, h->poison, h->tail_poison ? span + h->tail : span);
   if (!tls_exit_registered && g_setup_done.load(std::memory_order_acquire)) {
     tls_exit_registered = true;
     pthread_setspecific(g_exit_key, &tls_exit_registered);
@@ -486,7 +585,26 @@ Freed on_free(void* p, const char* function, Release kind, size_t sized, Site si
   tls_batch_tail = h;
   tls_batch_bytes += h->raw;
   if (tls_batch_bytes >= g_batch_bytes) flush_batch();
-  return Freed::kQuarantined;
+  return g_quarantine_bytes.load(std::memory_order_relaxed) > g_budget ? Freed::kEvict
+                                                                       : Freed::kQuarantined;
+}
+
+Freed free_found(const void* raw, void* p, const char* function, Release kind, size_t sized,
+                 Site site) {
+  switch (look(raw, p)) {
+    case Found::kLive:
+      return on_free(p, function, kind, sized, site);
+    case Found::kFreed:
+      report_double_free(function, p);
+      return Freed::kError;
+    case Found::kCorrupt:
+      report_corrupt(function, p);
+      return Freed::kError;
+    case Found::kNotABlock:
+      break;
+  }
+  report::invalid_pointer(function, p);
+  return Freed::kError;
 }
 
 void report_double_free(const char* function, const void* p) {
@@ -515,9 +633,7 @@ size_t evict(void** out, size_t max) {
     size_t offset;
     if (h->canary != canary_of(h)) {
       report_corrupt("malloc", user_of(h));
-    } else if ((offset = bad_poison(h)) != SIZE_MAX) {
-      report::write_after_free("malloc", describe(h), offset);
-    } else if ((offset = bad_tail(h)) != 0) {
+    } else if ((offset = bad_freed(h)) != SIZE_MAX) {
       report::write_after_free("malloc", describe(h), offset);
     } else {
       out[i] = reinterpret_cast<char*>(h) + kHeaderSize - h->offset;
@@ -547,9 +663,7 @@ int check_all() {
     size_t offset;
     if (h->canary != canary_of(h)) {
       note(h, underflow_depth(h), 0);
-    } else if ((offset = bad_poison(h)) != SIZE_MAX) {
-      note(h, offset, 2);
-    } else if ((offset = bad_tail(h)) != 0) {
+    } else if ((offset = bad_freed(h)) != SIZE_MAX) {
       note(h, offset, 2);
     }
   };

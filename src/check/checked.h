@@ -90,11 +90,17 @@ size_t size_of(const void* p);
 // Frees a live block: verifies its canaries and the release family (and the
 // size, if `sized` is non-zero), poisons it and puts it in the quarantine.
 // kError: reported (the block stays allocated), or a double free of a block
-// already in the quarantine. kRelease: a block larger than the quarantine's
-// budget, which would leave it at once: not poisoned, the caller gives the
-// raw block straight back.
-enum class Freed { kError, kQuarantined, kRelease };
+// already in the quarantine. kEvict: quarantined, and the quarantine is over
+// its budget (the caller calls evict()). kRelease: a block larger than the
+// quarantine's budget, which would leave it at once: not poisoned, the
+// caller gives the raw block straight back.
+enum class Freed { kError, kQuarantined, kEvict, kRelease };
 Freed on_free(void* p, const char* function, Release kind, size_t sized, Site site);
+
+// free's inspect() and on_free() in one call: what is not a live block is
+// reported as checked_find in the API layer reports it (kError).
+Freed free_found(const void* raw, void* p, const char* function, Release kind, size_t sized,
+                 Site site);
 
 // Reports a second free of a block held in the quarantine (kFreed).
 void report_double_free(const char* function, const void* p);

@@ -40,13 +40,16 @@ Slot* depot() {
   return fresh;
 }
 
-uint64_t hash_of(const Trace& trace) {
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ trace.depth;
-  for (uint32_t i = 0; i < trace.depth; ++i) {
-    h ^= trace.frames[i];
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-  }
+// The hash of a stack, one frame at a time (capture hashes as it walks, and
+// builds the trace itself only for a stack its cache does not know).
+constexpr uint64_t kHashSeed = 0x9e3779b97f4a7c15ull;
+inline uint64_t hash_step(uint64_t h, uintptr_t frame) {
+  h ^= frame;
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
+}
+inline uint64_t hash_end(uint64_t h, uint32_t depth) {
+  h ^= depth;
   return h < 2 ? h + 2 : h;  // 0 and kBusy are not keys
 }
 
@@ -89,31 +92,32 @@ thread_local CacheEntry tls_cache[kCacheEntries];
 
 }  // namespace
 
-__attribute__((noinline)) uint32_t capture(const void* caller, const void* frame) {
-  Trace trace;
-  trace.depth = 1;
-  trace.frames[0] = reinterpret_cast<uintptr_t>(caller);
-  auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  uintptr_t top = stack_top(fp);
-  // Each frame record is [saved frame pointer, return address]; records lie
-  // above this function's frame and above one another, below the stack top.
-  if (top != 0) {
-    uintptr_t prev = fp;
-    fp = frame != nullptr ? reinterpret_cast<uintptr_t>(frame)
-                          : *reinterpret_cast<const uintptr_t*>(fp);
-    while (trace.depth < kMaxFrames && fp > prev && fp % sizeof(uintptr_t) == 0 && fp < top &&
-           top - fp >= 2 * sizeof(uintptr_t)) {
-      auto* record = reinterpret_cast<const uintptr_t*>(fp);
-      uintptr_t ret = record[1];
-      if (ret < 4096) break;
-      trace.frames[trace.depth++] = ret;
-      prev = fp;
-      fp = record[0];
-    }
+namespace {
+
+// Follows the frame records from `fp` (this function's or the program's
+// frame; `from` is the frame it was found in) below `top`, calling
+// visit(return address) for each, at most kMaxFrames - 1 of them. Each
+// record is [saved frame pointer, return address]; records lie above the
+// walker's frame and above one another, below the stack top.
+template <typename Visit>
+inline void walk(uintptr_t from, uintptr_t fp, uintptr_t top, Visit visit) {
+  uintptr_t prev = from;
+  for (size_t depth = 1; depth < kMaxFrames && fp > prev && fp % sizeof(uintptr_t) == 0 &&
+                         fp < top && top - fp >= 2 * sizeof(uintptr_t);
+       ++depth) {
+    auto* record = reinterpret_cast<const uintptr_t*>(fp);
+    uintptr_t ret = record[1];
+    if (ret < 4096) break;
+    visit(ret);
+    prev = fp;
+    fp = record[0];
   }
-  uint64_t hash = hash_of(trace);
+}
+
+// A stack the thread's cache does not know: the depot's id for it, storing
+// it if it is new. `trace` holds its frames, `hash` their hash.
+[[gnu::noinline]] uint32_t store(const Trace& trace, uint64_t hash) {
   CacheEntry& cached = tls_cache[hash % kCacheEntries];
-  if (cached.hash == hash) return cached.id;
   Slot* slots = depot();
   if (slots == nullptr) return 0;
   for (size_t probe = 0; probe < kProbes; ++probe) {
@@ -132,6 +136,41 @@ __attribute__((noinline)) uint32_t capture(const void* caller, const void* frame
     }
   }
   return 0;
+}
+
+// capture's second walk, for a stack the cache does not know: the frames
+// themselves, then the depot.
+[[gnu::noinline]] uint32_t record(const void* caller, uintptr_t self, uintptr_t start,
+                                  uintptr_t top, uint64_t hash) {
+  Trace trace;
+  trace.depth = 1;
+  trace.frames[0] = reinterpret_cast<uintptr_t>(caller);
+  walk(self, start, top, [&](uintptr_t ret) { trace.frames[trace.depth++] = ret; });
+  return store(trace, hash);
+}
+
+}  // namespace
+
+// The walk is done twice for a stack the cache does not know (once to hash
+// it, once to record it), so that a known one costs no stores.
+__attribute__((noinline)) uint32_t capture(const void* caller, const void* frame) {
+  auto self = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  uintptr_t top = stack_top(self);
+  uintptr_t start = 0;
+  if (top != 0) {
+    start = frame != nullptr ? reinterpret_cast<uintptr_t>(frame)
+                             : *reinterpret_cast<const uintptr_t*>(self);
+  }
+  uint64_t hash = hash_step(kHashSeed, reinterpret_cast<uintptr_t>(caller));
+  uint32_t depth = 1;
+  walk(self, start, top, [&](uintptr_t ret) {
+    hash = hash_step(hash, ret);
+    ++depth;
+  });
+  hash = hash_end(hash, depth);
+  const CacheEntry& cached = tls_cache[hash % kCacheEntries];
+  if (cached.hash == hash) return cached.id;
+  return record(caller, self, start, top, hash);
 }
 
 bool lookup(uint32_t id, Trace* out) {
