@@ -291,4 +291,21 @@ void ThreadHeap::release_unused() {
   }
 }
 
+void ThreadHeap::release_for_park() {
+  drain_notified();
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    for (Slab* slab = lists_[cls].head; slab != nullptr;) {
+      Slab* next = slab->next;
+      collect_remote(slab);
+      if (slab->used == 0 && current_[cls] != slab && spare_[cls] != slab) {
+        if (spare_[cls] == nullptr)
+          spare_[cls] = slab;
+        else
+          retire(slab);
+      }
+      slab = next;
+    }
+  }
+}
+
 }  // namespace strata

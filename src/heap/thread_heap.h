@@ -118,8 +118,13 @@ class ThreadHeap {
   Slab* current(size_t size_class) const { return current_[size_class]; }
 
   // Collects remote frees and gives every empty slab back to the pool,
-  // including current ones (thread exit, trim).
+  // including current ones (trim, a heap parked for a while).
   void release_unused();
+
+  // Thread exit: collects remote frees and gives back the empty slabs that
+  // are neither current nor the class's spare. The rest stays with the
+  // parked heap for the next thread (see park() in runtime.cpp).
+  void release_for_park();
 
   // Called by a remote thread whose free hit a set-aside slab.
   void notify_slab(Slab* slab);
@@ -142,7 +147,9 @@ class ThreadHeap {
   // Links for the heap pool (runtime.cpp).
   ThreadHeap* next_all = nullptr;     // every heap ever created
   ThreadHeap* next_parked = nullptr;  // parked heaps
+  uint64_t parked_ms = 0;             // when it was parked
   bool in_use = false;
+  bool holds_idle_slabs = false;  // parked with its empty current and spare slabs
 
  private:
   void drop_forged_list(Slab* slab);
