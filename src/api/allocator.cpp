@@ -162,8 +162,8 @@ class KeepErrno {
   int saved_;
 };
 
-void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin origin,
-                       check::Site site) {
+[[gnu::always_inline]] inline void* checked_allocate(size_t size, size_t alignment, bool zero,
+                                                     check::Origin origin, check::Site site) {
   size_t need;
   if (alignment > check::kMaxAlignment || !check::raw_size(size, alignment, &need) ||
       too_large(need)) {
@@ -187,8 +187,8 @@ void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin o
     }
     // A block known zero is zero but for its link word, which the header
     // covers.
-    return check::on_allocate(block, kSizeClasses[size_class].block_size, 0, size, origin, zero,
-                              zero && known_zero, false, site);
+    return check::on_allocate_small(block, kSizeClasses[size_class].block_size, size, origin, zero,
+                                    zero && known_zero, site);
   }
   // calloc's raw block comes zeroed: fresh pages of a large block are then
   // left untouched.
@@ -231,7 +231,7 @@ void* allocate_from(size_t size, size_t alignment, bool zero, check::Origin orig
 // The raw block that would hold p as its user pointer, or nullptr (a
 // pointer into no block, or into a block free in the allocator: reported).
 // Whether it is a live block is for check::inspect to say.
-void* find_raw(const void* p, const char* function) {
+[[gnu::always_inline]] inline void* find_raw(const void* p, const char* function) {
   void* raw = nullptr;
   if (g_segment_map.contains(p)) {
     Slab* slab = slab_of(segment_of(p), p);
@@ -339,8 +339,8 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
   return true;
 }
 
-void checked_free(void* p, const char* function, check::Release kind, size_t size,
-                  check::Site site) {
+[[gnu::always_inline]] inline void checked_free(void* p, const char* function, check::Release kind,
+                                                size_t size, check::Site site) {
   if (p == nullptr) return;
   KeepErrno keep_errno;
   runtime::ensure_ready();

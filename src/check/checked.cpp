@@ -143,7 +143,7 @@ bool refill_slots() {
   return true;
 }
 
-uint32_t take_slot() {
+[[gnu::always_inline]] inline uint32_t take_slot() {
   if (tls_free_head == kNoIndex && tls_fresh_next == tls_fresh_end && !refill_slots()) {
     return kNoIndex;
   }
@@ -158,7 +158,7 @@ uint32_t take_slot() {
 
 // Frees a slot (its block is no longer live); a thread with too many free
 // slots gives kIndexBatch of them to the global chain.
-void give_slot(uint32_t index) {
+[[gnu::always_inline]] inline void give_slot(uint32_t index) {
   set_free(index, tls_free_head);
   tls_free_head = index;
   if (++tls_free_count < 2 * kIndexBatch) return;
@@ -375,7 +375,7 @@ bool all_bytes_avx2(const uint8_t*, size_t, uint8_t) { return false; }
 
 // Offset (from the user pointer) of the first tail byte that is not the
 // canary, or 0 if the tail is intact.
-size_t bad_tail(const Header* h) {
+[[gnu::always_inline]] inline size_t bad_tail(const Header* h) {
   const auto* tail = reinterpret_cast<const uint8_t*>(h) + kHeaderSize + h->size;
   size_t n = h->tail;
   if (n >= 16 && n <= 64) {
@@ -400,7 +400,7 @@ size_t bad_tail(const Header* h) {
 // Offset (from the user pointer) of the first byte of a freed block that
 // is not what on_free left there (the poison, then the tail canary unless
 // it was poisoned too), or SIZE_MAX if the block is intact.
-size_t bad_freed(const Header* h) {
+[[gnu::always_inline]] inline size_t bad_freed(const Header* h) {
   const auto* bytes = reinterpret_cast<const uint8_t*>(h) + kHeaderSize;
   if (h->tail_poison) {
     size_t span = h->size + h->tail;
@@ -501,8 +501,12 @@ void latch() {
   g_batch_bytes = g_budget / 32;
 }
 
-void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
-                  bool zero, bool raw_zeroed, bool large_block, Site site) {
+namespace {
+
+// on_allocate, inlined into on_allocate_small.
+[[gnu::always_inline]] inline void* allocate_body(void* raw, size_t raw_usable, size_t alignment,
+                                                  size_t size, Origin origin, bool zero,
+                                                  bool raw_zeroed, bool large_block, Site site) {
   setup();
   size_t offset = user_offset(alignment);
   char* p = static_cast<char*>(raw) + offset;
@@ -541,6 +545,19 @@ void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, O
   return p;
 }
 
+}  // namespace
+
+void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
+                  bool zero, bool raw_zeroed, bool large_block, Site site) {
+  return allocate_body(raw, raw_usable, alignment, size, origin, zero, raw_zeroed, large_block,
+                       site);
+}
+
+void* on_allocate_small(void* raw, size_t raw_usable, size_t size, Origin origin, bool zero,
+                        bool raw_zeroed, Site site) {
+  return allocate_body(raw, raw_usable, 0, size, origin, zero, raw_zeroed, false, site);
+}
+
 namespace {
 
 [[gnu::always_inline]] inline Found look(const void* raw, const void* p) {
@@ -576,7 +593,11 @@ void report_corrupt(const char* function, const void* p) {
   report::buffer_underflow(function, d, underflow_depth(h));
 }
 
-Freed on_free(void* p, const char* function, Release kind, size_t sized, Site site) {
+namespace {
+
+// on_free, inlined into free_found.
+[[gnu::always_inline]] inline Freed free_live(void* p, const char* function, Release kind,
+                                              size_t sized, Site site) {
   Header* h = header_of(p);
   if (size_t offset = bad_tail(h)) {
     report::buffer_overflow(function, describe(h), offset);
@@ -629,11 +650,17 @@ Freed on_free(void* p, const char* function, Release kind, size_t sized, Site si
                                                                        : Freed::kQuarantined;
 }
 
+}  // namespace
+
+Freed on_free(void* p, const char* function, Release kind, size_t sized, Site site) {
+  return free_live(p, function, kind, sized, site);
+}
+
 Freed free_found(const void* raw, void* p, const char* function, Release kind, size_t sized,
                  Site site) {
   switch (look(raw, p)) {
     case Found::kLive:
-      return on_free(p, function, kind, sized, site);
+      return free_live(p, function, kind, sized, site);
     case Found::kFreed:
       report_double_free(function, p);
       return Freed::kError;

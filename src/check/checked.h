@@ -80,6 +80,10 @@ inline bool raw_size(size_t size, size_t alignment, size_t* out) {
 void* on_allocate(void* raw, size_t raw_usable, size_t alignment, size_t size, Origin origin,
                   bool zero, bool raw_zeroed, bool large_block, Site site);
 
+// on_allocate for a block of a slab at the default alignment.
+void* on_allocate_small(void* raw, size_t raw_usable, size_t size, Origin origin, bool zero,
+                        bool raw_zeroed, Site site);
+
 // What a pointer is, given the raw block that contains it.
 enum class Found { kLive, kFreed, kNotABlock, kCorrupt };
 Found inspect(const void* raw, const void* p);
