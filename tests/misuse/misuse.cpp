@@ -128,6 +128,15 @@ SCENARIO void underflow_1_small() { underflow(kSmall, 1); }
 SCENARIO void underflow_8_small() { underflow(kSmall, 8); }
 SCENARIO void overflow_1_large() { overflow(kLarge, 1); }
 SCENARIO void overflow_8_large() { overflow(kLarge, 8); }
+
+// An over-aligned block: its user pointer is the alignment past the raw
+// block, not the header's size.
+SCENARIO void overflow_aligned() {
+  char* p = static_cast<char*>(aligned_alloc(256, 100));
+  memset(p, 'x', 100);
+  opaque(p)[100] = 'o';
+  free(p);
+}
 SCENARIO void underflow_1_large() { underflow(kLarge, 1); }
 SCENARIO void underflow_8_large() { underflow(kLarge, 8); }
 
@@ -139,6 +148,15 @@ SCENARIO void write_after_free(size_t size) {
 }
 
 SCENARIO void write_after_free_small() { write_after_free(kSmall); }
+
+// A write into the canary bytes of a freed block (check mode poisons them
+// with the block and verifies both when it leaves the quarantine).
+SCENARIO void write_after_free_tail() {
+  char* p = static_cast<char*>(malloc(kSmall));
+  free(p);
+  opaque(p)[kSmall + 1] = 'w';
+  churn();
+}
 SCENARIO void write_after_free_large() { write_after_free(kLarge); }
 
 SCENARIO void read_after_free_large() {
