@@ -321,10 +321,11 @@ void release_evicted() {
   }
 }
 
-// Frees a live block whose raw block is `raw`; false if it stays allocated.
-bool checked_release(void* p, void* raw, const char* function, check::Release kind, size_t size,
-                     check::Site site) {
-  switch (check::on_free(p, function, kind, size, site)) {
+// What a check-mode free led to, carried out: the raw block back to its slab
+// or mapping, or the quarantine's oldest blocks evicted. False on an error
+// (the block stays allocated).
+bool finish_free(check::Freed result, void* raw) {
+  switch (result) {
     case check::Freed::kError:
       return false;
     case check::Freed::kRelease:
@@ -339,6 +340,12 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
   return true;
 }
 
+// Frees a live block whose raw block is `raw`; false if it stays allocated.
+bool checked_release(void* p, void* raw, const char* function, check::Release kind, size_t size,
+                     check::Site site) {
+  return finish_free(check::on_free(p, function, kind, size, site), raw);
+}
+
 [[gnu::always_inline]] inline void checked_free(void* p, const char* function, check::Release kind,
                                                 size_t size, check::Site site) {
   if (p == nullptr) return;
@@ -346,18 +353,7 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
   runtime::ensure_ready();
   void* raw = find_raw(p, function);
   if (raw == nullptr) return;
-  switch (check::free_found(raw, p, function, kind, size, site)) {
-    case check::Freed::kError:
-      return;
-    case check::Freed::kRelease:
-      release_raw(raw);
-      break;
-    case check::Freed::kQuarantined:
-      break;
-    case check::Freed::kEvict:
-      release_evicted();
-      break;
-  }
+  if (!finish_free(check::free_found(raw, p, function, kind, size, site), raw)) return;
   runtime::maintenance();
 }
 

@@ -458,6 +458,26 @@ void* unit_address(const Arena* arena, size_t unit) {
   return reinterpret_cast<void*>(arena->base + (unit << kUnitShift));
 }
 
+// Under explicit commit, before units [from, to) are handed out: dirty units
+// are committed, clean ones were never committed or were decommitted by the
+// purge, so those are committed now. On failure what this call committed is
+// given back (those units are clean again) and it returns false.
+bool commit_clean_units(Arena* arena, size_t from, size_t to) {
+  for (size_t c = find_bit(arena->dirty, from, to, false); c < to;) {
+    size_t c_end = find_bit(arena->dirty, c, to, true);
+    if (!os::commit(unit_address(arena, c), (c_end - c) << kUnitShift)) {
+      for (size_t u = find_bit(arena->dirty, from, c, false); u < c;) {
+        size_t u_end = find_bit(arena->dirty, u, c, true);
+        os::purge(unit_address(arena, u), (u_end - u) << kUnitShift);
+        u = find_bit(arena->dirty, u_end, c, false);
+      }
+      return false;
+    }
+    c = find_bit(arena->dirty, c_end, to, false);
+  }
+  return true;
+}
+
 void arena_set_dirty(Arena* arena, size_t from, size_t to, bool dirty) {
   size_t was = count_bits(arena->dirty, from, to);
   set_bits(arena->dirty, from, to, dirty);
@@ -480,23 +500,7 @@ void* arena_take(size_t bytes, size_t* zero_from, size_t* zero_to) {
   Arena* arena = place.arena;
   size_t from = place.unit;
   size_t to = from + units;
-  if (os::g_caps.explicit_commit) {
-    // Dirty units are committed; clean ones were never committed or were
-    // decommitted by the purge.
-    for (size_t c = find_bit(arena->dirty, from, to, false); c < to;) {
-      size_t c_end = find_bit(arena->dirty, c, to, true);
-      if (!os::commit(unit_address(arena, c), (c_end - c) << kUnitShift)) {
-        // Undo what was committed so far.
-        for (size_t u = find_bit(arena->dirty, from, c, false); u < c;) {
-          size_t u_end = find_bit(arena->dirty, u, c, true);
-          os::purge(unit_address(arena, u), (u_end - u) << kUnitShift);
-          u = find_bit(arena->dirty, u_end, c, false);
-        }
-        return nullptr;
-      }
-      c = find_bit(arena->dirty, c_end, to, false);
-    }
-  }
+  if (os::g_caps.explicit_commit && !commit_clean_units(arena, from, to)) return nullptr;
   size_t first_dirty = find_bit(arena->dirty, from, to, true);
   if (first_dirty < to) {
     size_t last_dirty = to;
@@ -844,21 +848,8 @@ ArenaResize arena_resize(Block* slot, size_t bytes, PurgeList* purge) {
   } else {
     if (new_end > kArenaUnits || find_bit(arena->live, old_end, new_end, true) != new_end)
       return ArenaResize::kCopy;
-    if (os::g_caps.explicit_commit) {
-      for (size_t c = find_bit(arena->dirty, old_end, new_end, false); c < new_end;) {
-        size_t c_end = find_bit(arena->dirty, c, new_end, true);
-        if (!os::commit(unit_address(arena, c), (c_end - c) << kUnitShift)) {
-          // Give back what this loop committed: those units are clean again.
-          for (size_t u = find_bit(arena->dirty, old_end, c, false); u < c;) {
-            size_t u_end = find_bit(arena->dirty, u, c, true);
-            os::purge(unit_address(arena, u), (u_end - u) << kUnitShift);
-            u = find_bit(arena->dirty, u_end, c, false);
-          }
-          return ArenaResize::kFailed;
-        }
-        c = find_bit(arena->dirty, c_end, new_end, false);
-      }
-    }
+    if (os::g_caps.explicit_commit && !commit_clean_units(arena, old_end, new_end))
+      return ArenaResize::kFailed;
     arena_set_dirty(arena, old_end, new_end, false);
     set_bits(arena->live, old_end, new_end, true);
   }
