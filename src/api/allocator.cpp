@@ -146,8 +146,13 @@ void* aligned_plain(size_t alignment, size_t size);
 // out and back.
 
 // Check mode without guards: the exported functions' slow paths go straight
-// to the check-mode functions below.
-inline bool checking_only() { return check::enabled() && !guard::enabled(); }
+// to the check-mode functions below. The modes are latched at start-up, so
+// they are read after it (a thread's first call may race with another
+// thread's start-up).
+inline bool checking_only() {
+  runtime::ensure_ready();
+  return check::enabled() && !guard::enabled();
+}
 
 // Keeps errno across a free (os::ErrnoGuard, inline).
 class KeepErrno {
