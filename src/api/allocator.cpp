@@ -60,15 +60,27 @@ void* allocate_large(size_t size, size_t alignment, bool zero) {
   return p;
 }
 
-// A block of class `size_class` for a request of `size` bytes.
-void* allocate_small(size_t size_class, size_t size, bool zero) {
-  ThreadHeap* heap = retry_after_trim([] { return runtime::thread_heap(); });
-  if (heap == nullptr) return nullptr;
-  bool known_zero = heap->current(size_class)->free_is_zero;
+// A block of class `size_class` from the calling thread's heap, as it is
+// (neither cleared nor perturbed); *known_zero: it is zero but for its link
+// word. nullptr when out of memory.
+[[gnu::always_inline]] inline FreeBlock* take_small(size_t size_class, bool* known_zero) {
+  ThreadHeap* heap = tls_heap;
+  if (heap == &g_empty_heap) {
+    heap = retry_after_trim([] { return runtime::thread_heap(); });
+    if (heap == nullptr) return nullptr;
+  }
+  *known_zero = heap->current(size_class)->free_is_zero;
   FreeBlock* block = heap->pop(size_class);
   if (block == nullptr) {
-    block = retry_after_trim([&] { return heap->allocate_slow(size_class, &known_zero); });
+    block = retry_after_trim([&] { return heap->allocate_slow(size_class, known_zero); });
   }
+  return block;
+}
+
+// A block of class `size_class` for a request of `size` bytes.
+void* allocate_small(size_t size_class, size_t size, bool zero) {
+  bool known_zero;
+  FreeBlock* block = take_small(size_class, &known_zero);
   if (block == nullptr) return nullptr;
   if (zero) {
     // A block carved from memory the kernel just gave us is zero but for
@@ -176,20 +188,12 @@ class KeepErrno {
   }
   runtime::ensure_ready();
   if (alignment <= kMinAlign && need <= kMaxSmallSize && need < large::mmap_threshold()) {
-    // A raw block of a slab, taken as allocate_small takes it but neither
-    // perturbed nor cleared: on_allocate fills what the program sees.
+    // A raw block of a slab, neither perturbed nor cleared: on_allocate
+    // fills what the program sees.
     size_t size_class = size_class_of(need);
-    ThreadHeap* heap = tls_heap;
-    if (heap == &g_empty_heap) {
-      heap = retry_after_trim([] { return runtime::thread_heap(); });
-      if (heap == nullptr) return nullptr;
-    }
-    bool known_zero = heap->current(size_class)->free_is_zero;
-    FreeBlock* block = heap->pop(size_class);
-    if (block == nullptr) {
-      block = retry_after_trim([&] { return heap->allocate_slow(size_class, &known_zero); });
-      if (block == nullptr) return nullptr;
-    }
+    bool known_zero;
+    FreeBlock* block = take_small(size_class, &known_zero);
+    if (block == nullptr) return nullptr;
     // A block known zero is zero but for its link word, which the header
     // covers.
     return check::on_allocate_small(block, kSizeClasses[size_class].block_size, size, origin, zero,

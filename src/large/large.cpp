@@ -329,29 +329,32 @@ constinit bool g_arena_refused = false;
 
 bool bit(const uint64_t* bits, size_t i) { return (bits[i >> 6] >> (i & 63)) & 1; }
 
-void set_bits(uint64_t* bits, size_t from, size_t to, bool value) {
+// Calls visit(word, mask) for each word holding bits of [from, to), with
+// the mask of those bits.
+template <typename Visit>
+void for_each_word(size_t from, size_t to, Visit visit) {
   for (size_t i = from; i < to;) {
     size_t word = i >> 6;
     size_t lo = i & 63;
     size_t hi = (to - (word << 6)) < 64 ? to - (word << 6) : 64;
     uint64_t mask =
         (hi == 64 ? ~uint64_t{0} : ((uint64_t{1} << hi) - 1)) & ~((uint64_t{1} << lo) - 1);
-    bits[word] = value ? bits[word] | mask : bits[word] & ~mask;
+    visit(word, mask);
     i = (word << 6) + hi;
   }
 }
 
+void set_bits(uint64_t* bits, size_t from, size_t to, bool value) {
+  for_each_word(from, to, [&](size_t word, uint64_t mask) {
+    bits[word] = value ? bits[word] | mask : bits[word] & ~mask;
+  });
+}
+
 size_t count_bits(const uint64_t* bits, size_t from, size_t to) {
   size_t n = 0;
-  for (size_t i = from; i < to;) {
-    size_t word = i >> 6;
-    size_t lo = i & 63;
-    size_t hi = (to - (word << 6)) < 64 ? to - (word << 6) : 64;
-    uint64_t mask =
-        (hi == 64 ? ~uint64_t{0} : ((uint64_t{1} << hi) - 1)) & ~((uint64_t{1} << lo) - 1);
+  for_each_word(from, to, [&](size_t word, uint64_t mask) {
     n += static_cast<size_t>(__builtin_popcountll(bits[word] & mask));
-    i = (word << 6) + hi;
-  }
+  });
   return n;
 }
 

@@ -182,15 +182,10 @@ SCENARIO void write_after_free_deep() { write_after_free_4k(3000); }
 // A small block freed by a thread that then exits: the freed blocks a
 // thread gathers join the quarantine when it exits, so the write is found
 // when the block leaves the quarantine.
-SCENARIO void* free_and_exit(void* p) {
-  free(p);
-  return nullptr;
-}
-
 SCENARIO void write_after_free_exited_thread() {
   char* p = static_cast<char*>(malloc(kSmall));
   pthread_t thread;
-  pthread_create(&thread, nullptr, free_and_exit, p);
+  pthread_create(&thread, nullptr, free_in_thread, p);
   pthread_join(thread, nullptr);
   opaque(p)[8] = 'x';
   churn();
