@@ -240,6 +240,10 @@ void* user_of(Header* h) { return reinterpret_cast<char*>(h) + kHeaderSize; }
 
 // The header's canary: its address, the secret, the size, the offset and
 // tail (one word), the origin and `whole` (one word, the rest of it zero).
+// Every byte has its high bit set, so an underflow that writes ASCII text,
+// zeros or small numbers changes every canary byte it reaches (a random byte
+// would equal the written one one time in 256: the underflow then went
+// unseen, or was reported one byte short).
 [[gnu::always_inline]] inline uint64_t canary_of(const Header* h) {
   const char* at = reinterpret_cast<const char*>(h);
   uint64_t layout, kind;
@@ -252,7 +256,7 @@ void* user_of(Header* h) { return reinterpret_cast<char*>(h) + kHeaderSize; }
   x ^= x >> 29;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 32;
-  return x;
+  return x | 0x8080808080808080ull;
 }
 
 report::BlockDescription describe(const Header* h) {
