@@ -35,6 +35,17 @@ struct SizeClassInfo {
   uint32_t capacity;    // blocks per slab
 };
 
+// Blocks a slab should hold, so that a class whose live blocks number a few
+// dozen lives in one or two slabs instead of switching between several on
+// every refill (glibc-thread-1t: 12-24% less CPU time with 16 blocks than
+// with 8, and up to 29% less peak RSS); slabs beyond kCompactSlabUnits
+// settle for kMinSlabBlocks, since larger slabs of the largest classes cost
+// resident memory when many threads each keep them part full (alloc-test-8t:
+// 19% more peak RSS with 16 blocks everywhere).
+inline constexpr size_t kSlabBlocks = 16;
+inline constexpr size_t kMinSlabBlocks = 8;
+inline constexpr uint32_t kCompactSlabUnits = 4;
+
 namespace detail {
 
 constexpr uint32_t class_block_size(size_t cls) {
@@ -45,14 +56,15 @@ constexpr uint32_t class_block_size(size_t cls) {
   return static_cast<uint32_t>(base + ((cls - 8) % 4 + 1) * step);
 }
 
-// The smallest slab (in units) holding at least 8 blocks with at most 1/8 of
-// it left over at the tail; the largest classes settle for 16 units.
+// The smallest slab (in units) holding enough blocks (above) with at most
+// 1/8 of it left over at the tail; the largest classes settle for 16 units.
 constexpr uint32_t class_slab_units(uint32_t block_size) {
   for (uint32_t units = 1; units < kMaxSlabUnits; units *= 2) {
     size_t bytes = units * kUnitSize;
     size_t blocks = bytes / block_size;
     size_t tail = bytes - blocks * block_size;
-    if (blocks >= 8 && tail * 8 <= bytes) return units;
+    size_t wanted = units < kCompactSlabUnits ? kSlabBlocks : kMinSlabBlocks;
+    if (blocks >= wanted && tail * 8 <= bytes) return units;
   }
   return kMaxSlabUnits;
 }

@@ -44,7 +44,7 @@ TEST(SizeClasses, SlabsArePowerOfTwoUnitsHoldingEnoughBlocks) {
     const SizeClassInfo& info = kSizeClasses[cls];
     EXPECT_TRUE(info.slab_units >= 1 && info.slab_units <= kMaxSlabUnits);
     EXPECT_EQ(info.slab_units & (info.slab_units - 1), 0u);
-    EXPECT_GE(info.capacity, 8u);
+    EXPECT_GE(info.capacity, info.slab_units < kCompactSlabUnits ? kSlabBlocks : kMinSlabBlocks);
     EXPECT_LE(static_cast<size_t>(info.capacity) * info.block_size, info.slab_units * kUnitSize);
   }
 }
