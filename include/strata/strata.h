@@ -127,8 +127,11 @@ struct strata_stats {
   struct strata_class_stats classes[STRATA_STATS_MAX_CLASSES];
 
   /* Debugging (fields added after classes[]). */
-  unsigned long long guarded; /* blocks placed against a guard page so far (guard_sample_rate);
-                                 not counted in mallocs */
+  unsigned long long guarded;     /* blocks placed against a guard page so far (guard_sample_rate);
+                                     not counted in mallocs */
+  unsigned long long check_slots; /* check mode: slots of the live-block table made so far, 8
+                                     bytes each (the most blocks live at once, plus the free
+                                     slots each running thread keeps, up to 128) */
 };
 
 /* Fills *stats (see struct strata_stats). Returns 0, or -1 with errno

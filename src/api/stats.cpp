@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "check/checked.h"
 #include "check/guard.h"
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
@@ -144,6 +145,7 @@ void take(Snapshot* out) {
   out->large = large::usage();
   out->mmap_threshold = large::mmap_threshold();
   out->guarded = guard::allocations();
+  out->check_slots = check::table_slots();
 }
 
 void fill(const Snapshot& s, strata_stats* out) {
@@ -199,6 +201,7 @@ void fill(const Snapshot& s, strata_stats* out) {
   all.segments = s.pool.segments;
   all.slabs = slabs;
   all.guarded = s.guarded;
+  all.check_slots = s.check_slots;
 
   Process p = read_process();
   all.resident = p.resident;
@@ -360,6 +363,7 @@ const Field kStructure[] = {
     {"heaps_in_use", &strata_stats::heaps_in_use},
     {"segments", &strata_stats::segments},
     {"slabs", &strata_stats::slabs},
+    {"check_slots", &strata_stats::check_slots},
 };
 const Field kProcess[] = {
     {"resident", &strata_stats::resident},
@@ -463,6 +467,10 @@ void write_table(Out& out, const strata_stats& s) {
   if (s.guarded != 0) {
     value(out, "guarded").grouped(s.guarded, kValueWidth);
     out.text("   blocks placed against a guard page (sampling)\n");
+  }
+  if (s.check_slots != 0) {
+    value(out, "check slots").grouped(s.check_slots, kValueWidth);
+    out.text("   the live-block table of check mode, 8 bytes each\n");
   }
   value(out, "heaps").grouped(s.heaps, kValueWidth);
   out.text("   thread heaps, in use ").grouped(s.heaps_in_use, 0).text("; slabs ");

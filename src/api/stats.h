@@ -47,6 +47,7 @@ struct Snapshot {
   large::Usage large;
   size_t mmap_threshold = 0;
   uint64_t guarded = 0;
+  uint64_t check_slots = 0;
 
   // Bytes of the slabs counted above (the pool's own total may have moved
   // on since: the figures are all taken from the same walk).

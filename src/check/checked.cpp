@@ -78,6 +78,23 @@ constinit uint64_t g_secret = 0;
 // poisoned and verified, and at most how long the tail canary is.
 constinit size_t g_limit = SIZE_MAX;
 
+// --- Thread exit ------------------------------------------------------------
+//
+// A thread that allocated or freed in check mode holds table slots and a
+// quarantine batch; on_thread_exit (below) hands both back.
+constinit pthread_key_t g_exit_key;
+constinit std::atomic<bool> g_setup_done{false};  // g_exit_key exists
+thread_local bool tls_exit_registered = false;
+
+// Makes on_thread_exit run when this thread exits. Not under a lock:
+// pthread_setspecific may allocate (which then finds the flag set).
+[[gnu::always_inline]] inline void register_exit() {
+  if (!tls_exit_registered && g_setup_done.load(std::memory_order_acquire)) {
+    tls_exit_registered = true;
+    pthread_setspecific(g_exit_key, &tls_exit_registered);
+  }
+}
+
 // --- The live table -------------------------------------------------------
 //
 // One slot per live block, holding its header's address, so that
@@ -144,8 +161,9 @@ bool refill_slots() {
 }
 
 [[gnu::always_inline]] inline uint32_t take_slot() {
-  if (tls_free_head == kNoIndex && tls_fresh_next == tls_fresh_end && !refill_slots()) {
-    return kNoIndex;
+  if (tls_free_head == kNoIndex && tls_fresh_next == tls_fresh_end) {
+    if (!refill_slots()) return kNoIndex;
+    register_exit();
   }
   if (tls_free_head != kNoIndex) {
     uint32_t index = tls_free_head;
@@ -170,6 +188,24 @@ bool refill_slots() {
   LockGuard guard(g_index_lock);
   set_free(last, g_free_head);
   g_free_head = head;
+}
+
+// A thread's free slots, and what is left of its fresh run, go to the global
+// chain when the thread exits; otherwise every thread that ever allocated in
+// check mode would keep up to 2 * kIndexBatch slots out of use for good.
+void return_slots() {
+  while (tls_fresh_next != tls_fresh_end) {
+    set_free(tls_fresh_next, tls_free_head);
+    tls_free_head = tls_fresh_next++;
+  }
+  if (tls_free_head == kNoIndex) return;
+  uint32_t last = tls_free_head;
+  while (next_free(last) != kNoIndex) last = next_free(last);
+  LockGuard guard(g_index_lock);
+  set_free(last, g_free_head);
+  g_free_head = tls_free_head;
+  tls_free_head = kNoIndex;
+  tls_free_count = 0;
 }
 
 // Calls visit(header) for every live block of the table.
@@ -207,10 +243,6 @@ thread_local uint32_t tls_behind_at = 0;
 thread_local Header* tls_batch_head = nullptr;
 thread_local Header* tls_batch_tail = nullptr;
 thread_local size_t tls_batch_bytes = 0;
-thread_local bool tls_exit_registered = false;
-
-constinit pthread_key_t g_exit_key;
-constinit std::atomic<bool> g_setup_done{false};
 
 void flush_batch() {
   if (tls_batch_head == nullptr) return;
@@ -229,7 +261,13 @@ void flush_batch() {
   for (Header*& behind : tls_behind) behind = nullptr;
 }
 
-void on_thread_exit(void*) { flush_batch(); }
+void on_thread_exit(void*) {
+  flush_batch();
+  return_slots();
+  // A later destructor may still allocate or free: that registers the
+  // thread again, and the key's destructor runs once more.
+  tls_exit_registered = false;
+}
 
 constinit std::atomic<bool> g_atfork_registered{false};
 
@@ -458,6 +496,8 @@ void setup() {
 
 }  // namespace
 
+size_t table_slots() { return g_slots_used.load(std::memory_order_relaxed); }
+
 const char* origin_name(Origin origin) {
   switch (origin) {
     case Origin::kNew:
@@ -634,10 +674,7 @@ namespace {
   size_t span = checked_span(h);
   h->tail_poison = span == h->size;
   std::memset(p, h->poison, h->tail_poison ? span + h->tail : span);
-  if (!tls_exit_registered && g_setup_done.load(std::memory_order_acquire)) {
-    tls_exit_registered = true;
-    pthread_setspecific(g_exit_key, &tls_exit_registered);
-  }
+  register_exit();
   h->next = nullptr;
   h->ahead = nullptr;
   Header*& behind = tls_behind[tls_behind_at++ % kAhead];

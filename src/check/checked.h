@@ -119,6 +119,9 @@ void report_corrupt(const char* function, const void* p);
 // free (reported, and kept out of circulation).
 size_t evict(void** out, size_t max);
 
+// Slots the live-block table has made so far (for the statistics).
+size_t table_slots();
+
 // Verifies every live and quarantined block; returns the number of bad ones
 // (each reported).
 int check_all();

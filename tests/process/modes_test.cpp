@@ -1,6 +1,7 @@
 // The modes strata chooses at start-up: explicit commit under strict
 // overcommit (forced with STRATA_OVERCOMMIT=strict), the data-segment heap
-// (STRATA_OPTIONS=brk=1) and guard sampling (guard_sample_rate=N). Each test
+// (STRATA_OPTIONS=brk=1), guard sampling (guard_sample_rate=N) and check
+// mode (check=3). Each test
 // applies only to the run that sets its mode (see tests/CMakeLists.txt) and
 // skips elsewhere.
 #include <dlfcn.h>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -175,6 +177,37 @@ TEST(Sampling, GuardsOneSmallAllocationInN) {
   // Periods are uniform in [1, 199]: 2000 expected, within a few percent.
   EXPECT_GT(sampled, 1700u);
   EXPECT_LT(sampled, 2300u);
+}
+
+// Check mode gives every live block a slot in a table; a thread keeps a few
+// free slots of its own and hands them back when it exits. Threads that
+// come and go must not keep slots out of use: 400 short-lived threads, each
+// allocating and freeing 20 blocks, would otherwise leave at least 64 slots
+// each behind (25,600), where the table needs a few hundred.
+TEST(CheckMode, ExitedThreadsGiveTheirTableSlotsBack) {
+  if (!env_is("STRATA_OPTIONS", "check=3")) GTEST_SKIP() << "run with STRATA_OPTIONS=check=3";
+  auto get = reinterpret_cast<int (*)(strata_stats*)>(dlsym(RTLD_DEFAULT, "strata_stats_get"));
+  ASSERT_NE(get, nullptr) << "run under LD_PRELOAD of libstrata.so";
+  auto slots = [get] {
+    strata_stats stats;
+    stats.size = sizeof stats;
+    EXPECT_EQ(get(&stats), 0);
+    return stats.check_slots;
+  };
+  unsigned long long before = slots();
+  EXPECT_GT(before, 0u) << "check mode is off";
+  for (int wave = 0; wave < 100; ++wave) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([] {
+        void* blocks[20];
+        for (void*& p : blocks) p = std::malloc(opaque<size_t>(32));
+        for (void* p : blocks) std::free(p);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_LT(slots() - before, 2048u);
 }
 
 }  // namespace
