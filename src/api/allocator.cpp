@@ -69,7 +69,7 @@ void* allocate_large(size_t size, size_t alignment, bool zero) {
     heap = retry_after_trim([] { return runtime::thread_heap(); });
     if (heap == nullptr) return nullptr;
   }
-  *known_zero = heap->current(size_class)->free_is_zero;
+  *known_zero = heap->next_is_zero(size_class);
   FreeBlock* block = heap->pop(size_class);
   if (block == nullptr) {
     block = retry_after_trim([&] { return heap->allocate_slow(size_class, known_zero); });

@@ -36,7 +36,7 @@ template <typename Slow>
 // The fast path of every small allocation (malloc, operator new): the
 // current slab's free list. `slow()` is what the caller does past it.
 template <typename Slow>
-inline void* malloc_with(size_t size, Slow slow) noexcept {
+[[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(size < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED), 1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(size);
@@ -47,25 +47,30 @@ inline void* malloc_with(size_t size, Slow slow) noexcept {
 }
 
 // Past the owner test of free: a valid, live block of another thread's slab
-// goes on the slab's remote list here, without the API's slow path (a thread
+// goes into this thread's bin, or else on the slab's remote list, here,
+// without the API's slow path (a thread
 // that frees what others allocate does little else). Out of line, so that
 // the local fast path keeps no registers for it.
 template <typename Slow>
 [[gnu::noinline]] void free_remote_or(ThreadHeap* heap, Slab* slab, void* p, Slow slow) noexcept {
   auto* block = static_cast<FreeBlock*>(p);
   if (slab->owner != nullptr && slab->is_on_grid(p) && block->tag != free_tag(p)) {
+    if (heap != &g_empty_heap) {
+      heap->count_remote_free();
+      if (heap->push_bin(slab->size_class, block)) return;
+    }
     ThreadHeap::push_remote(slab, block);
-    if (heap != &g_empty_heap) heap->count_remote_free();
     return;
   }
   slow();
 }
 
 // The fast path of every free (free, operator delete): a valid, live block
-// of a slab this thread owns, or of another thread's (free_remote_or).
+// of a slab this thread owns (into its class's bin, or back to its slab), or
+// of another thread's (free_remote_or).
 // `slow()` handles everything else.
 template <typename Slow>
-inline void free_with(void* p, Slow slow) noexcept {
+[[gnu::always_inline]] inline void free_with(void* p, Slow slow) noexcept {
   uintptr_t index = SegmentMap::index_of(p);
   if (__builtin_expect(index < __atomic_load_n(&g_fast.free_index_limit, __ATOMIC_RELAXED) &&
                            g_segment_map.contains_index(index),
@@ -75,17 +80,20 @@ inline void free_with(void* p, Slow slow) noexcept {
     if (__builtin_expect(slab->owner != heap, 0)) return free_remote_or(heap, slab, p, slow);
     if (slab->is_block_start(p)) {
       auto* block = static_cast<FreeBlock*>(p);
-      if (block->tag != heap->tag_of(block)) return heap->free_local(slab, block);
+      if (block->tag != heap->tag_of(block)) {
+        if (heap->push_bin(slab->size_class, block)) return;
+        return heap->free_local(slab, block);
+      }
     }
   }
   return slow();
 }
 
-inline void* malloc(size_t size) noexcept {
+[[gnu::always_inline]] inline void* malloc(size_t size) noexcept {
   return malloc_with(size, [size] { return malloc_slow(size); });
 }
 
-inline void free(void* p) noexcept {
+[[gnu::always_inline]] inline void free(void* p) noexcept {
   free_with(p, [p] { free_slow(p, "free"); });
 }
 
@@ -101,7 +109,7 @@ inline void* calloc(size_t count, size_t size) noexcept {
     size_t size_class = size_class_of(total);
     // Whether the block is known zero is read as it is taken: a refill runs
     // upkeep that may allocate (and change the class's current slab).
-    bool known_zero = heap->current(size_class)->free_is_zero;
+    bool known_zero = heap->next_is_zero(size_class);
     FreeBlock* block = heap->pop(size_class);
     if (block == nullptr && heap != &g_empty_heap && !heap->sample_pending(size_class)) {
       block = heap->allocate_slow(size_class, &known_zero);

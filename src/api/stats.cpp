@@ -27,7 +27,10 @@ namespace {
 __attribute__((no_sanitize("thread"))) void add_heap(const ThreadHeap* heap, void* context) {
   auto* s = static_cast<Snapshot*>(context);
   const ThreadHeap::Counters& counters = heap->counters();
-  for (size_t i = 0; i < kNumClasses; ++i) s->classes[i].allocations += heap->allocations(i);
+  for (size_t i = 0; i < kNumClasses; ++i) {
+    s->classes[i].allocations += heap->allocations(i);
+    s->classes[i].binned += heap->binned(i);
+  }
   s->remote_frees += counters.remote_frees;
   s->refills += counters.refills;
   ++s->heaps;
@@ -139,6 +142,7 @@ void take(Snapshot* out) {
   // Counters summed first, blocks in use counted after: allocations made in
   // between would show as more blocks in use than ever handed out.
   for (ClassUsage& c : out->classes) {
+    c.in_use -= c.binned < c.in_use ? c.binned : c.in_use;
     if (c.in_use > c.allocations) c.allocations = c.in_use;
   }
   out->pool = slab_pool::usage();

@@ -25,7 +25,9 @@ static_assert(kNumClasses <= STRATA_STATS_MAX_CLASSES);
 
 struct ClassUsage {
   uint64_t allocations = 0;  // summed over every heap's counters
-  uint64_t in_use = 0;       // blocks handed out and not yet back (the slabs' `used`)
+  uint64_t in_use = 0;       // blocks handed out and not yet back (the slabs' `used`,
+                             // less the blocks waiting in the heaps' bins)
+  uint64_t binned = 0;       // blocks freed into a heap's bin (used in their slab)
   uint64_t capacity = 0;     // blocks the class's slabs hold
   uint64_t slabs = 0;
   uint64_t slab_bytes = 0;

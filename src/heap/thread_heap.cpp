@@ -161,7 +161,7 @@ void ThreadHeap::start_sampling(uint32_t rate, size_t max_size) {
   sample_pending_ = false;
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     counted_[cls] = allocations(cls);
-    period_[cls] = countdown_[cls] = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
+    period_[cls] = bins_[cls].countdown = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
   }
 }
 
@@ -177,20 +177,24 @@ int64_t ThreadHeap::draw_period() {
 void ThreadHeap::next_period(size_t size_class) {
   // A count of -1 is an allocation pop() did not serve: it is counted where
   // it is served (by pop() again, unless it is guarded).
-  int64_t left = countdown_[size_class] < 0 ? 0 : countdown_[size_class];
+  int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
   counted_[size_class] += static_cast<uint64_t>(period_[size_class] - left);
   bool sampled = size_class < sample_classes_;
   if (sampled) sample_pending_ = true;
-  period_[size_class] = countdown_[size_class] = sampled ? draw_period() : kEndlessPeriod;
+  period_[size_class] = bins_[size_class].countdown = sampled ? draw_period() : kEndlessPeriod;
 }
 
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexcept {
   // A period that ran out (the refill's pop must not fail on it); if this
   // call did not ask sample_pending() (the API's slow path), the sample
   // goes to the next allocation that asks.
-  if (countdown_[size_class] <= 0) next_period(size_class);
-  FreeBlock* block = refill(size_class);
-  if (known_zero != nullptr) *known_zero = block != nullptr && current_[size_class]->free_is_zero;
+  if (bins_[size_class].countdown <= 0) next_period(size_class);
+  // pop() failed with blocks in the bin only because the period ran out.
+  bool from_bin = bins_[size_class].count != 0;
+  FreeBlock* block = from_bin ? pop(size_class) : refill(size_class);
+  if (known_zero != nullptr) {
+    *known_zero = !from_bin && block != nullptr && current_[size_class]->free_is_zero;
+  }
   // Upkeep last: it may start the purge thread, and pthread_create calls
   // malloc, which must find this heap in a consistent state and must not
   // change it under a refill in progress.
@@ -275,7 +279,22 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
   if (old & kNotifyOwner) slab->owner->notify_slab(slab);
 }
 
+void ThreadHeap::flush_bins() noexcept {
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    Bin& bin = bins_[cls];
+    while (bin.count != 0) {
+      FreeBlock* block = bin.slots[--bin.count];
+      Slab* slab = slab_of(segment_of(block), block);
+      if (slab->owner == this)
+        free_local(slab, block);
+      else
+        push_remote(slab, block);
+    }
+  }
+}
+
 void ThreadHeap::release_unused() {
+  flush_bins();
   drain_notified();
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     for (Slab* slab = lists_[cls].head; slab != nullptr;) {
@@ -292,6 +311,7 @@ void ThreadHeap::release_unused() {
 }
 
 void ThreadHeap::release_for_park() {
+  flush_bins();
   drain_notified();
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     for (Slab* slab = lists_[cls].head; slab != nullptr;) {

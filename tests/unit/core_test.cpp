@@ -1,9 +1,10 @@
 // White-box tests of the allocator's data structures through the prefixed
 // library: slab geometry, alignment by size class, the large-object registry
-// and cache, remote frees and slab return.
+// and cache, remote frees and slab return, the thread heaps' bins.
 #include <gtest/gtest.h>
 #include <strata/strata.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -78,6 +79,39 @@ TEST(Core, RemoteFreesAreCollectedAndSlabsReturned) {
   for (size_t i = 1; i < kBlocks; i += 2) strata_free(blocks[i]);
   strata_trim(0);
   EXPECT_LE(slab_pool::usage().slab_bytes, before + 64 * 1024);
+}
+
+// A thread's next allocation of a class takes the block it freed last, even
+// one of another heap's slabs: it is still in the cache.
+TEST(Core, AFreedBlockIsHandedOutAgainFirstByTheThreadThatFreedIt) {
+  void* theirs = nullptr;
+  std::thread other([&] { theirs = strata_malloc(200); });
+  other.join();
+  void* mine = strata_malloc(200);
+  strata_free(theirs);
+  EXPECT_EQ(strata_malloc(200), theirs);
+  strata_free(theirs);
+  strata_free(mine);
+}
+
+// Blocks waiting in a thread's bins are given back to their slabs when the
+// thread exits, where their owner finds them: otherwise they would wait for
+// the next thread to take the exited thread's heap.
+TEST(Core, BinsOfAnExitingThreadGoBackToTheirSlabs) {
+  constexpr size_t kSize = 16 * 1024;  // 16 blocks fill a slab, and a bin
+  std::vector<void*> blocks(16);
+  for (auto& b : blocks) b = strata_malloc(kSize);
+  std::thread other([&] {
+    strata_free(strata_malloc(16));  // a heap of its own, and so bins
+    for (void* b : blocks) strata_free(b);
+  });
+  other.join();
+  std::vector<void*> again(blocks.size());
+  for (auto& b : again) b = strata_malloc(kSize);
+  std::sort(blocks.begin(), blocks.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(again, blocks);
+  for (void* b : again) strata_free(b);
 }
 
 // A calloc served from a fresh slab must read as zero everywhere even though
