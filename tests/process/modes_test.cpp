@@ -78,6 +78,16 @@ size_t charged_bytes() {
   return total;
 }
 
+// strata's statistics, from the preloaded library (found with dlsym: the
+// test binary links no allocator of its own). False without it.
+bool read_stats(strata_stats* stats) {
+  static auto get =
+      reinterpret_cast<int (*)(strata_stats*)>(dlsym(RTLD_DEFAULT, "strata_stats_get"));
+  if (get == nullptr) return false;
+  stats->size = sizeof *stats;
+  return get(stats) == 0 && stats->size == sizeof *stats;
+}
+
 constexpr uintptr_t kSegment = 4 * kMiB;
 
 TEST(StrictOvercommit, SmallBlocksCommitTheirSlabNotTheSegment) {
@@ -152,13 +162,10 @@ TEST(BrkHeap, TheBreakComesDownWhenTheTopIsFree) {
 TEST(Sampling, GuardsOneSmallAllocationInN) {
   if (!env_is("STRATA_OPTIONS", "guard_sample_rate=100"))
     GTEST_SKIP() << "run with STRATA_OPTIONS=guard_sample_rate=100";
-  auto get = reinterpret_cast<int (*)(strata_stats*)>(dlsym(RTLD_DEFAULT, "strata_stats_get"));
-  ASSERT_NE(get, nullptr) << "run under LD_PRELOAD of libstrata.so";
-  auto guarded = [get] {
-    strata_stats stats;
-    stats.size = sizeof stats;
-    EXPECT_EQ(get(&stats), 0);
-    EXPECT_EQ(stats.size, sizeof stats);
+  strata_stats stats;
+  ASSERT_TRUE(read_stats(&stats)) << "run under LD_PRELOAD of libstrata.so";
+  auto guarded = [&stats] {
+    EXPECT_TRUE(read_stats(&stats));
     return stats.guarded;
   };
   constexpr int kPairs = 100000;
@@ -186,12 +193,10 @@ TEST(Sampling, GuardsOneSmallAllocationInN) {
 // each behind (25,600), where the table needs a few hundred.
 TEST(CheckMode, ExitedThreadsGiveTheirTableSlotsBack) {
   if (!env_is("STRATA_OPTIONS", "check=3")) GTEST_SKIP() << "run with STRATA_OPTIONS=check=3";
-  auto get = reinterpret_cast<int (*)(strata_stats*)>(dlsym(RTLD_DEFAULT, "strata_stats_get"));
-  ASSERT_NE(get, nullptr) << "run under LD_PRELOAD of libstrata.so";
-  auto slots = [get] {
-    strata_stats stats;
-    stats.size = sizeof stats;
-    EXPECT_EQ(get(&stats), 0);
+  strata_stats stats;
+  ASSERT_TRUE(read_stats(&stats)) << "run under LD_PRELOAD of libstrata.so";
+  auto slots = [&stats] {
+    EXPECT_TRUE(read_stats(&stats));
     return stats.check_slots;
   };
   unsigned long long before = slots();
