@@ -60,6 +60,7 @@ PEERS = {
 }
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#ff7f0e",
           "mimalloc": "#2ca02c", "strata": "#d62728"}
+EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf")  # --with builds, in turn
 MODES = ("smoke", "quick", "full")
 DEFAULT_TIMEOUT = {"smoke": 120, "quick": 300, "full": 900}
 # Lines a workload prints that may differ between allocators.
@@ -901,6 +902,9 @@ def parse_args(argv):
     p.add_argument("--build-dir", type=Path, default=REPO_DIR / "build",
                    help="CMake build directory (default: build)")
     p.add_argument("--strata-lib", type=Path, help="libstrata.so (default: BUILD/libstrata.so)")
+    p.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=LIB",
+                   help="also run under LIB, reported as NAME, after strata in each round "
+                        "(another build to compare with: an A/B run); repeatable")
     p.add_argument("--timeout", type=float, help="seconds before a run is killed")
     p.add_argument("--no-build", action="store_true", help="do not invoke cmake --build")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install anything")
@@ -940,6 +944,14 @@ def main(argv=None):
     if mode == "smoke" and "strata" in names and "strata" not in allocators:
         print("SKIP: %s not found; the smoke pass needs strata" % strata_lib)
         return SKIP
+    for i, spec in enumerate(args.extra):
+        name, _, lib = spec.partition("=")
+        if not name or not lib or name in allocators or name in ALLOCATORS:
+            sys.exit("--with %s: give NAME=LIB with a new name" % spec)
+        if not os.path.exists(lib):
+            sys.exit("--with %s: %s not found" % (spec, lib))
+        allocators[name] = str(Path(lib).resolve())
+        COLORS[name] = EXTRA_COLORS[i % len(EXTRA_COLORS)]
     if not allocators:
         sys.exit("no allocator available")
     baseline = args.baseline if args.baseline in allocators else (
