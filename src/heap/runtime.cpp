@@ -240,6 +240,7 @@ ThreadHeap* thread_heap() {
     heap->in_use = true;
   }
   heap->start_sampling(guard::sample_rate(), guard::kMaxSize);
+  heap->start_bins(g_options.tcache_count != 0 && g_options.tcache_max != 0);
   tls_heap = heap;
   pthread_setspecific(g_thread_key, heap);
   return heap;

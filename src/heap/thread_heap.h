@@ -39,7 +39,6 @@ namespace strata {
 class ThreadHeap {
  public:
   constexpr ThreadHeap() {
-    for (size_t cls = 0; cls < kNumClasses; ++cls) bins_[cls].limit = bin_limit(cls);
     for (auto& slab : current_) slab = &g_no_slab;
     for (auto& period : period_) period = kEndlessPeriod;
   }
@@ -142,6 +141,11 @@ class ThreadHeap {
   // Starts counting for a heap taken into use: one allocation in `rate` of
   // the classes up to `max_size` bytes is sampled (rate 0: none).
   void start_sampling(uint32_t rate, size_t max_size);
+  // Sizes the bins of a heap taken into use; `enabled` false (glibc's
+  // tcache_count=0 or tcache_max=0) turns them off. The empty heap's stay off.
+  void start_bins(bool enabled) {
+    for (size_t cls = 0; cls < kNumClasses; ++cls) bins_[cls].limit = enabled ? bin_limit(cls) : 0;
+  }
 
   // Slow paths.
   // Refills the current slab of the class and takes a block from it;

@@ -114,6 +114,27 @@ TEST(Core, BinsOfAnExitingThreadGoBackToTheirSlabs) {
   for (void* b : again) strata_free(b);
 }
 
+// glibc's tcache_count=0 (GLIBC_TUNABLES=glibc.malloc.tcache_count=0) turns
+// the bins off for heaps taken into use afterwards: a block freed by another
+// thread then goes back to its owner instead of to that thread's next
+// allocation.
+TEST(Core, TcacheCountZeroTurnsTheBinsOff) {
+  char old[32];
+  ASSERT_EQ(strata_option_get("tcache_count", old, sizeof old), 0);
+  ASSERT_EQ(strata_option_set("tcache_count", "0"), 0);
+  void* mine = strata_malloc(200);
+  void* theirs = nullptr;
+  std::thread other([&] {
+    strata_free(strata_malloc(16));  // a heap of its own, taken into use now
+    strata_free(mine);
+    theirs = strata_malloc(200);
+  });
+  other.join();
+  ASSERT_EQ(strata_option_set("tcache_count", old), 0);
+  EXPECT_NE(theirs, mine);
+  strata_free(theirs);
+}
+
 // A calloc served from a fresh slab must read as zero everywhere even though
 // strata does not clear it; one served from reused memory must be cleared.
 TEST(Core, CallocIsZeroOnFreshAndReusedBlocks) {
