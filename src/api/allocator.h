@@ -34,7 +34,8 @@ template <typename Slow>
 }
 
 // The fast path of every small allocation (malloc, operator new): the
-// current slab's free list. `slow()` is what the caller does past it.
+// class's bin, else the current slab's free list (ThreadHeap::pop). `slow()`
+// is what the caller does past it.
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(size < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED), 1)) {
@@ -47,10 +48,10 @@ template <typename Slow>
 }
 
 // Past the owner test of free: a valid, live block of another thread's slab
-// goes into this thread's bin, or else on the slab's remote list, here,
-// without the API's slow path (a thread
-// that frees what others allocate does little else). Out of line, so that
-// the local fast path keeps no registers for it.
+// goes into this thread's bin, or else onto the slab's remote list, here,
+// without the API's slow path (a thread that frees what others allocate
+// does little else). Out of line, so that the local fast path keeps no
+// registers for it.
 template <typename Slow>
 [[gnu::noinline]] void free_remote_or(ThreadHeap* heap, Slab* slab, void* p, Slow slow) noexcept {
   auto* block = static_cast<FreeBlock*>(p);

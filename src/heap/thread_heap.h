@@ -44,14 +44,15 @@ class ThreadHeap {
   }
 
   // Fast path: a block of class `size_class`, from its bin, else from the
-  // current slab; nullptr when both are empty, the head's link does not point into its own
-  // segment (forged by an overflow or a write after free: the slow path
-  // then reports it), or the class's counting period has run out (see
-  // "Sampling" below). Budget: about 20 instructions.
+  // current slab; nullptr when both are empty, when the slab list head's
+  // link does not point into its own segment (forged by an overflow or a
+  // write after free: the slow path then reports it), or when the class's
+  // counting period has run out (see "Sampling" below). Budget: about 20
+  // instructions.
   FreeBlock* pop(size_t size_class) {
     Bin& bin = bins_[size_class];
     if (uint32_t count = bin.count; count != 0) {
-      if (__builtin_expect(--bins_[size_class].countdown < 0, 0)) return nullptr;
+      if (__builtin_expect(--bin.countdown < 0, 0)) return nullptr;
       FreeBlock* block = bin.slots[count - 1];
       bin.count = count - 1;
       block->tag = 0;
@@ -67,7 +68,7 @@ class ThreadHeap {
             0)) {
       return nullptr;
     }
-    if (__builtin_expect(--bins_[size_class].countdown < 0, 0)) return nullptr;
+    if (__builtin_expect(--bin.countdown < 0, 0)) return nullptr;
     slab->free = next;
     block->tag = 0;
     ++slab->used;
@@ -220,7 +221,7 @@ class ThreadHeap {
   static constexpr size_t kBinBytes = 256 * 1024;
   // A class's bin, and its allocation count, which pop() decrements on
   // either path: one line for both.
-  struct Bin {
+  struct alignas(64) Bin {
     int64_t countdown = kEndlessPeriod;  // allocations left in the counting period
     uint32_t count = 0;
     uint32_t limit = 0;
