@@ -293,39 +293,36 @@ void ThreadHeap::flush_bins() noexcept {
   }
 }
 
-void ThreadHeap::release_unused() {
+template <typename Visit>
+void ThreadHeap::sweep(Visit visit) {
   flush_bins();
   drain_notified();
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     for (Slab* slab = lists_[cls].head; slab != nullptr;) {
-      Slab* next = slab->next;
+      Slab* next = slab->next;  // visit may retire the slab
       collect_remote(slab);
-      if (slab->used == 0) {
-        if (current_[cls] == slab) current_[cls] = &g_no_slab;
-        if (spare_[cls] == slab) spare_[cls] = nullptr;
-        retire(slab);
-      }
+      if (slab->used == 0) visit(cls, slab);
       slab = next;
     }
   }
 }
 
+void ThreadHeap::release_unused() {
+  sweep([this](size_t cls, Slab* slab) {
+    if (current_[cls] == slab) current_[cls] = &g_no_slab;
+    if (spare_[cls] == slab) spare_[cls] = nullptr;
+    retire(slab);
+  });
+}
+
 void ThreadHeap::release_for_park() {
-  flush_bins();
-  drain_notified();
-  for (size_t cls = 0; cls < kNumClasses; ++cls) {
-    for (Slab* slab = lists_[cls].head; slab != nullptr;) {
-      Slab* next = slab->next;
-      collect_remote(slab);
-      if (slab->used == 0 && current_[cls] != slab && spare_[cls] != slab) {
-        if (spare_[cls] == nullptr)
-          spare_[cls] = slab;
-        else
-          retire(slab);
-      }
-      slab = next;
-    }
-  }
+  sweep([this](size_t cls, Slab* slab) {
+    if (current_[cls] == slab || spare_[cls] == slab) return;
+    if (spare_[cls] == nullptr)
+      spare_[cls] = slab;
+    else
+      retire(slab);
+  });
 }
 
 }  // namespace strata

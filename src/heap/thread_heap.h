@@ -199,6 +199,10 @@ class ThreadHeap {
  private:
   void drop_forged_list(Slab* slab);
   void flush_bins() noexcept;
+  // Empties the bins, collects remote frees, then calls visit(class, slab)
+  // for every listed slab left empty (the two release paths below).
+  template <typename Visit>
+  void sweep(Visit visit);
   FreeBlock* refill(size_t size_class) noexcept;
   void after_local_free(Slab* slab) noexcept;
   bool collect_remote(Slab* slab);
