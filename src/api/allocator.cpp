@@ -166,19 +166,6 @@ inline bool checking_only() {
   return check::enabled() && !guard::enabled();
 }
 
-// Keeps errno across a free (os::ErrnoGuard, inline).
-class KeepErrno {
- public:
-  KeepErrno() : at_(&errno), saved_(*at_) {}
-  ~KeepErrno() { *at_ = saved_; }
-  KeepErrno(const KeepErrno&) = delete;
-  KeepErrno& operator=(const KeepErrno&) = delete;
-
- private:
-  int* at_;
-  int saved_;
-};
-
 [[gnu::always_inline]] inline void* checked_allocate(size_t size, size_t alignment, bool zero,
                                                      check::Origin origin, check::Site site) {
   size_t need;
@@ -358,7 +345,7 @@ bool checked_release(void* p, void* raw, const char* function, check::Release ki
 [[gnu::always_inline]] inline void checked_free(void* p, const char* function, check::Release kind,
                                                 size_t size, check::Site site) {
   if (p == nullptr) return;
-  KeepErrno keep_errno;
+  os::ErrnoGuard keep_errno;
   runtime::ensure_ready();
   void* raw = find_raw(p, function);
   if (raw == nullptr) return;

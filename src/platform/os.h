@@ -12,6 +12,7 @@
 #ifndef STRATA_PLATFORM_OS_H
 #define STRATA_PLATFORM_OS_H
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
@@ -78,15 +79,17 @@ void shrink(void* p, size_t old_size, size_t new_size);
 // no (RLIMIT_DATA, a mapping in the way).
 void* sbrk(intptr_t increment);
 
-// Save/restore errno around calls that must not change it (free).
+// Save/restore errno around calls that must not change it (free). Inline,
+// with errno's address looked up once: check mode's free uses it per call.
 class ErrnoGuard {
  public:
-  ErrnoGuard();
-  ~ErrnoGuard();
+  ErrnoGuard() : at_(&errno), saved_(*at_) {}
+  ~ErrnoGuard() { *at_ = saved_; }
   ErrnoGuard(const ErrnoGuard&) = delete;
   ErrnoGuard& operator=(const ErrnoGuard&) = delete;
 
  private:
+  int* at_;
   int saved_;
 };
 

@@ -156,9 +156,6 @@ void* sbrk(intptr_t increment) {
   return old;
 }
 
-ErrnoGuard::ErrnoGuard() : saved_(errno) {}
-ErrnoGuard::~ErrnoGuard() { errno = saved_; }
-
 uint64_t now_ms() {
   struct timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
