@@ -224,6 +224,7 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
     slab = lists_[size_class].head;
     if (slab == nullptr) break;
   }
+  release_idle_classes(size_class);
   slab = slab_pool::allocate(size_class, this);
   if (slab == nullptr) {
     current_[size_class] = &g_no_slab;
@@ -279,40 +280,66 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
   if (old & kNotifyOwner) slab->owner->notify_slab(slab);
 }
 
-void ThreadHeap::flush_bins() noexcept {
-  for (size_t cls = 0; cls < kNumClasses; ++cls) {
-    Bin& bin = bins_[cls];
-    while (bin.count != 0) {
-      FreeBlock* block = bin.slots[--bin.count];
-      Slab* slab = slab_of(segment_of(block), block);
-      if (slab->owner == this)
-        free_local(slab, block);
-      else
-        push_remote(slab, block);
-    }
+void ThreadHeap::flush_bin(size_t size_class) noexcept {
+  Bin& bin = bins_[size_class];
+  while (bin.count != 0) {
+    FreeBlock* block = bin.slots[--bin.count];
+    Slab* slab = slab_of(segment_of(block), block);
+    if (slab->owner == this)
+      free_local(slab, block);
+    else
+      push_remote(slab, block);
+  }
+}
+
+template <typename Visit>
+void ThreadHeap::sweep_class(size_t size_class, Visit visit) {
+  for (Slab* slab = lists_[size_class].head; slab != nullptr;) {
+    Slab* next = slab->next;  // visit may retire the slab
+    collect_remote(slab);
+    if (slab->used == 0) visit(size_class, slab);
+    slab = next;
   }
 }
 
 template <typename Visit>
 void ThreadHeap::sweep(Visit visit) {
-  flush_bins();
+  for (size_t cls = 0; cls < kNumClasses; ++cls) flush_bin(cls);
   drain_notified();
-  for (size_t cls = 0; cls < kNumClasses; ++cls) {
-    for (Slab* slab = lists_[cls].head; slab != nullptr;) {
-      Slab* next = slab->next;  // visit may retire the slab
-      collect_remote(slab);
-      if (slab->used == 0) visit(cls, slab);
-      slab = next;
-    }
-  }
+  for (size_t cls = 0; cls < kNumClasses; ++cls) sweep_class(cls, visit);
+}
+
+void ThreadHeap::release_empty(size_t size_class, Slab* slab) {
+  if (current_[size_class] == slab) current_[size_class] = &g_no_slab;
+  if (spare_[size_class] == slab) spare_[size_class] = nullptr;
+  retire(slab);
 }
 
 void ThreadHeap::release_unused() {
-  sweep([this](size_t cls, Slab* slab) {
-    if (current_[cls] == slab) current_[cls] = &g_no_slab;
-    if (spare_[cls] == slab) spare_[cls] = nullptr;
-    retire(slab);
-  });
+  sweep([this](size_t cls, Slab* slab) { release_empty(cls, slab); });
+}
+
+void ThreadHeap::release_idle_classes(size_t busy_class) {
+  // A window of at least kIdleWindowRefills: a class idle over a shorter
+  // one may just be between uses, and each release costs its class a trip
+  // to the pool when it allocates again. With checks that close together, a
+  // program cycling through a few dozen classes (the fast-path benchmark's
+  // `classes` mode) went to the pool on almost every call.
+  if (counters_.refills - idle_window_start_ < kIdleWindowRefills) return;
+  idle_window_start_ = counters_.refills;
+  for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    // pop() counts every allocation down, whichever path serves it.
+    int64_t countdown = bins_[cls].countdown;
+    bool idle = countdown == countdown_seen_[cls] && cls != busy_class;
+    countdown_seen_[cls] = countdown;
+    if (!idle) continue;
+    Slab* current = current_[cls];
+    bool holds_idle_memory = bins_[cls].count != 0 || spare_[cls] != nullptr ||
+                             (current != &g_no_slab && current->used == 0);
+    if (!holds_idle_memory) continue;
+    flush_bin(cls);
+    sweep_class(cls, [this](size_t c, Slab* slab) { release_empty(c, slab); });
+  }
 }
 
 void ThreadHeap::release_for_park() {

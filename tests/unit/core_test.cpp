@@ -1,6 +1,7 @@
 // White-box tests of the allocator's data structures through the prefixed
 // library: slab geometry, alignment by size class, the large-object registry
-// and cache, remote frees and slab return, the thread heaps' bins.
+// and cache, remote frees and slab return, the thread heaps' bins and the
+// release of idle classes.
 #include <gtest/gtest.h>
 #include <strata/strata.h>
 
@@ -9,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "heap/runtime.h"
 #include "large/large.h"
 #include "slab/segment.h"
 #include "slab/slab_pool.h"
@@ -112,6 +114,45 @@ TEST(Core, BinsOfAnExitingThreadGoBackToTheirSlabs) {
   std::sort(again.begin(), again.end());
   EXPECT_EQ(again, blocks);
   for (void* b : again) strata_free(b);
+}
+
+// Slabs of `size_class` owned by `heap`.
+size_t slabs_of(const ThreadHeap* heap, size_t size_class) {
+  struct Count {
+    const ThreadHeap* heap;
+    size_t size_class;
+    size_t slabs;
+  } count{heap, size_class, 0};
+  slab_pool::for_each_slab(
+      [](const Slab* slab, void* context) {
+        auto* c = static_cast<Count*>(context);
+        if (slab->owner == c->heap && slab->size_class == c->size_class) ++c->slabs;
+      },
+      &count);
+  return count.slabs;
+}
+
+// A class the program has stopped using gives back its bin and its empty
+// slabs when the heap next needs a new slab for another class, instead of
+// keeping them for a size that may never come back.
+TEST(Core, AnIdleClassGivesItsMemoryBackWhenAnotherGrows) {
+  constexpr size_t kIdleSize = 20000;
+  const size_t idle_class = size_class_of(kIdleSize);
+  size_t held_before = 0, held_after = 0;
+  std::thread worker([&] {
+    std::vector<void*> blocks(40);
+    for (auto& b : blocks) b = strata_malloc(kIdleSize);
+    for (void* b : blocks) strata_free(b);
+    held_before = slabs_of(tls_heap, idle_class);
+    // 48-byte blocks: over a thousand refills, several dozen new slabs.
+    std::vector<void*> others(100000);
+    for (auto& b : others) b = strata_malloc(48);
+    held_after = slabs_of(tls_heap, idle_class);
+    for (void* b : others) strata_free(b);
+  });
+  worker.join();
+  EXPECT_GE(held_before, 1u);
+  EXPECT_EQ(held_after, 0u);
 }
 
 // glibc's tcache_count=0 (GLIBC_TUNABLES=glibc.malloc.tcache_count=0) turns
