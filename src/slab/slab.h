@@ -50,9 +50,10 @@ inline constexpr uintptr_t kNotifyOwner = 1;
 
 struct Slab {
   // Three cache lines: what the owner writes on every call, what every
-  // thread reads to free a block (written only while the slab is empty), and
-  // the remote free list. A remote free then reads a line that stays shared
-  // instead of one the owner keeps modifying.
+  // thread reads to free a block (written while the slab is empty, but for
+  // `carve`), and the remote free list. A remote free then reads a line that
+  // stays shared instead of one the owner keeps modifying, and the owner's
+  // own free reads only that line of the descriptor.
 
   // --- Owner thread only: the fast paths write these. ---
   // Never a block: its address ends the free list. First, so that the end
@@ -62,7 +63,6 @@ struct Slab {
   // descriptor: that lies in the same segment as every block, so one test
   // checks every link, the last included.
   FreeBlock* free = &end_marker_;
-  char* carve = nullptr;      // first block never handed out
   uint32_t used = 0;          // blocks handed out or waiting in remote_free
   bool free_is_zero = false;  // every block in `free` is zero but for its link word
   bool fresh = false;         // [carve, end) is known to be zero
@@ -78,6 +78,12 @@ struct Slab {
   char* end = nullptr;      // start + capacity * block_size
   uint64_t grid_magic = 0;  // block_grid_magic(block_size)
   uint64_t grid_limit = 0;  // grid_magic << 24
+  // First block never handed out. Read by the owner's free (is_block_start)
+  // and moved forward by its refills, a few times in a slab's life; here
+  // rather than on the owner's line, the owner's free reads one line of the
+  // descriptor instead of two (glibc-thread-1t: 13% fewer first-level cache
+  // misses in callgrind, 4% less CPU time).
+  char* carve = nullptr;
   uint32_t block_size = 0;
   uint32_t capacity = 0;
   uint8_t size_class = 0;
