@@ -121,10 +121,7 @@ struct BlockRef {
 BlockRef find_block(const void* p, const char* function) {
   if (g_segment_map.contains(p)) {
     Slab* slab = slab_of(segment_of(p), p);
-    // Other threads' slabs are checked against the grid only: their carve
-    // pointer belongs to their owner.
-    ThreadHeap* owner = slab->owner;
-    if (owner == nullptr || !(owner == tls_heap ? slab->is_block_start(p) : slab->is_on_grid(p))) {
+    if (slab->owner == nullptr || !slab->is_block_start(p)) {
       report::invalid_pointer(function, p);
       return {};
     }
@@ -147,7 +144,7 @@ void release_small(Slab* slab, void* p) {
     heap->free_local(slab, block);
   } else {
     ThreadHeap::push_remote(slab, block);
-    if (heap != &g_empty_heap) heap->count_remote_free();
+    if (heap != &g_empty_heap) heap->count_remote_frees(1);
   }
 }
 

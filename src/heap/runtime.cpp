@@ -208,6 +208,8 @@ void initialize() {
   options_init(environ);
   os::random_bytes(&g_secrets, sizeof g_secrets);
   g_secrets.list_key |= 1;  // an encoded nullptr is never zero
+  // Frees by threads without a heap check free tags with this heap's copy.
+  g_empty_heap.adopt_secrets();
   large::init();
   g_segment_map.prepare();  // if this fails, free takes the slow path until it works
   pthread_key_create(&g_thread_key, on_thread_exit);

@@ -94,7 +94,7 @@ bool ThreadHeap::collect_remote(Slab* slab) {
 }
 
 bool ThreadHeap::carve(Slab* slab) {
-  char* from = slab->carve;
+  char* from = slab->carve.load(std::memory_order_relaxed);
   if (from >= slab->end) return false;
   size_t size = slab->block_size;
   size_t count = kCarveBytes / size;
@@ -112,7 +112,7 @@ bool ThreadHeap::carve(Slab* slab) {
   }
   if (!slab->has_free_blocks()) slab->free_is_zero = slab->fresh;
   slab->free = next;
-  slab->carve = from + count * size;
+  slab->carve.store(from + count * size, std::memory_order_relaxed);
   return true;
 }
 

@@ -1,8 +1,9 @@
 // Thread heaps: each thread allocates from slabs it owns, one current slab
-// per size class, with no lock and no atomic read-modify-write. A block freed
-// by its owner goes straight back on its slab's free list; a block freed by
-// any other thread is pushed onto the slab's remote list (one CAS) and the
-// owner collects it when the slab runs dry.
+// per size class, with no lock and no atomic read-modify-write. A block that
+// does not fit in the freeing thread's bin (below) goes back on its slab's
+// free list if the thread owns the slab; otherwise it is pushed onto the
+// slab's remote list (one CAS) and the owner collects it when the slab runs
+// dry.
 //
 // In front of the slabs, each class has a bin: the last few blocks this
 // thread freed (its own or other heaps'), handed out again first, newest
@@ -76,10 +77,10 @@ class ThreadHeap {
     return block;
   }
 
-  // Fast path for a block owned by this heap (slab->owner == this), already
-  // validated. The out-of-line follow-up runs only when the slab was
-  // exhausted, or has just become empty and is not the current slab (then it
-  // goes back to the pool). Budget: about 15 instructions.
+  // A validated block of this heap's slab (slab->owner == this) back on the
+  // slab's free list, when the bin has no room. The follow-up runs only when
+  // the slab was exhausted, or has just become empty and is not the current
+  // slab (then it goes back to the pool). Budget: about 15 instructions.
   void free_local(Slab* slab, FreeBlock* block) {
     FreeBlock* head = slab->free;
     block->next_encoded = reinterpret_cast<uintptr_t>(head) ^ keys_.list_key;
@@ -183,7 +184,7 @@ class ThreadHeap {
     int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
     return counted_[size_class] + static_cast<uint64_t>(period_[size_class] - left);
   }
-  void count_remote_free() { ++counters_.remote_frees; }
+  void count_remote_frees(uint64_t count) { counters_.remote_frees += count; }
   // Blocks of the class waiting in this heap's bin (counted as used by
   // their slabs): read by the statistics while the owner runs.
   __attribute__((no_sanitize("thread"))) uint32_t binned(size_t size_class) const {

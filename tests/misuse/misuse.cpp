@@ -96,6 +96,18 @@ SCENARIO void invalid_free_misaligned() {
   free(opaque(p + 1));
 }
 
+SCENARIO void* allocate_in_thread(void*) { return malloc(kSmall); }
+
+// A pointer on another thread's slab grid, past every block that slab has
+// handed out: freed by this thread, it must not enter this thread's cache.
+SCENARIO void invalid_free_never_allocated_cross_thread() {
+  pthread_t thread;
+  void* p = nullptr;
+  pthread_create(&thread, nullptr, allocate_in_thread, nullptr);
+  pthread_join(thread, &p);
+  free(opaque(static_cast<char*>(p) + 600 * kSmall));
+}
+
 SCENARIO void realloc_freed() {
   char* p = static_cast<char*>(malloc(kSmall));
   free(p);
