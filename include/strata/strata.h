@@ -97,7 +97,9 @@ struct strata_stats {
   /* Calls. */
   unsigned long long mallocs;      /* blocks handed out (by malloc, calloc, new, ...) */
   unsigned long long frees;        /* blocks given back */
-  unsigned long long remote_frees; /* small blocks freed by a thread not their owner */
+  unsigned long long remote_frees; /* small blocks freed by a thread not their owner (counted
+                                      once the freeing thread caches the block or the owner
+                                      takes it back) */
   unsigned long long refills;      /* trips of a thread heap to its slow path */
 
   /* Large blocks (above the small classes or the mmap threshold). */

@@ -143,8 +143,7 @@ void release_small(Slab* slab, void* p) {
   if (slab->owner == heap) {
     heap->free_local(slab, block);
   } else {
-    ThreadHeap::push_remote(slab, block);
-    if (heap != &g_empty_heap) heap->count_remote_frees(1);
+    ThreadHeap::push_remote(slab, block);  // counted by the owner when it collects it
   }
 }
 

@@ -54,8 +54,7 @@ template <typename Slow>
 [[gnu::noinline]] inline void free_to_slab(ThreadHeap* heap, Slab* slab,
                                            FreeBlock* block) noexcept {
   if (slab->owner == heap) return heap->free_local(slab, block);
-  if (heap != &g_empty_heap) heap->count_remote_frees(1);
-  ThreadHeap::push_remote(slab, block);
+  ThreadHeap::push_remote(slab, block);  // counted by the owner when it collects it
 }
 
 // The fast path of every free (free, operator delete): a valid, live block

@@ -90,6 +90,7 @@ bool ThreadHeap::collect_remote(Slab* slab) {
   slab->free = head;
   slab->free_is_zero = false;
   slab->used -= count;
+  counters_.remote_frees += count;
   return true;
 }
 
@@ -285,10 +286,12 @@ void ThreadHeap::flush_bin(size_t size_class) noexcept {
   while (bin.count != 0) {
     FreeBlock* block = bin.slots[--bin.count];
     Slab* slab = slab_of(segment_of(block), block);
-    if (slab->owner == this)
+    if (slab->owner == this) {
       free_local(slab, block);
-    else
+    } else {
+      --counters_.remote_frees;  // its owner counts it when it collects it
       push_remote(slab, block);
+    }
   }
 }
 

@@ -174,8 +174,12 @@ class ThreadHeap {
   // by the statistics code (a slightly stale value is fine). Frees need no
   // counter: frees = allocations - blocks in use (the slabs' `used`).
   struct Counters {
-    uint64_t remote_frees = 0;  // blocks this thread freed into other heaps
-    uint64_t refills = 0;       // trips through allocate_slow
+    // Blocks of other heaps freed by another thread, each counted once: by
+    // the thread that freed it while the block sits in its bin (or is
+    // reused from it), else by this heap when it collects the block from a
+    // slab's remote list. So frees by threads without a heap count too.
+    uint64_t remote_frees = 0;
+    uint64_t refills = 0;  // trips through allocate_slow
   };
   const Counters& counters() const { return counters_; }
   // Small blocks of the class handed out by this heap. Read by the
@@ -184,6 +188,7 @@ class ThreadHeap {
     int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
     return counted_[size_class] + static_cast<uint64_t>(period_[size_class] - left);
   }
+  // A free of another heap's block went into this heap's bin.
   void count_remote_frees(uint64_t count) { counters_.remote_frees += count; }
   // Blocks of the class waiting in this heap's bin (counted as used by
   // their slabs): read by the statistics while the owner runs.

@@ -144,15 +144,29 @@ TEST(StatsGet, CountsRemoteFrees) {
   strata_stats during = get();
   EXPECT_EQ(during.classes[cls].allocations, before.classes[cls].allocations + kCount);
   for (void* p : blocks) strata_free(p);
-  strata_stats after = get();
-  EXPECT_EQ(after.remote_frees, before.remote_frees + kCount);
-  // The owner (parked: its thread ended) collects them when trimmed.
+  // The owner (parked: its thread ended) collects them when trimmed; blocks
+  // this thread's bin keeps count at once, the others when collected.
   strata_trim(0);
   strata_stats collected = get();
+  EXPECT_EQ(collected.remote_frees, before.remote_frees + kCount);
   EXPECT_EQ(collected.classes[cls].in_use, before.classes[cls].in_use);
   EXPECT_EQ(collected.classes[cls].frees, before.classes[cls].frees + kCount);
   EXPECT_GE(collected.heaps, 2u);
   strata_free(mine);
+}
+
+// A thread that never allocated has no heap to count in: its frees of
+// other threads' blocks are counted by their owner when it takes them back.
+TEST(StatsGet, CountsRemoteFreesOfAThreadWithoutAHeap) {
+  constexpr size_t kCount = 100;
+  std::vector<void*> blocks(kCount);
+  for (void*& p : blocks) p = strata_malloc(opaque(size_t{48}));
+  strata_stats before = get();
+  std::thread([&] {
+    for (void* p : blocks) strata_free(p);  // and nothing else
+  }).join();
+  strata_trim(0);  // this thread, their owner, collects them
+  EXPECT_EQ(get().remote_frees, before.remote_frees + kCount);
 }
 
 TEST(StatsGet, SnapshotsWhileOtherThreadsAllocate) {
