@@ -427,8 +427,8 @@ void* malloc_slow_from(size_t size, check::Origin origin, const void* caller) no
   return allocate(size, /*zero=*/false);
 }
 
-void* aligned_from(size_t alignment, size_t size, check::Origin origin,
-                   const void* caller) noexcept {
+void* aligned_slow_from(size_t alignment, size_t size, check::Origin origin,
+                        const void* caller) noexcept {
   if (debugging()) {
     return allocate_from(size, alignment, false, origin,
                          {caller, caller_frame(__builtin_frame_address(0))});
@@ -558,8 +558,10 @@ void* aligned_plain(size_t alignment, size_t size) {
 
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
   if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) return EINVAL;
-  os::ErrnoGuard keep_errno;  // posix_memalign reports through its result only
-  void* p = aligned(alignment, size);
+  void* p = aligned_with(alignment, size, [=] {
+    os::ErrnoGuard keep_errno;  // posix_memalign reports through its result only
+    return aligned(alignment, size);
+  });
   if (p == nullptr) return ENOMEM;
   *out = p;
   return 0;
@@ -574,7 +576,7 @@ void* memalign(size_t alignment, size_t size) noexcept {
   }
   if ((alignment & (alignment - 1)) != 0)
     alignment = size_t{1} << (64 - __builtin_clzll(alignment));
-  return aligned(alignment, size);
+  return aligned_with(alignment, size, [=] { return aligned(alignment, size); });
 }
 
 void* aligned_alloc(size_t alignment, size_t size) noexcept { return memalign(alignment, size); }

@@ -47,6 +47,31 @@ template <typename Slow>
   return slow();
 }
 
+// The fast path of aligned allocation (posix_memalign, aligned_alloc,
+// memalign, aligned operator new), for a power-of-two alignment: the first
+// class holding the request whose block size is a multiple of the alignment
+// (slabs start on multiples of their own size, so its blocks are aligned),
+// then as malloc. `slow()` is what the caller does past it.
+template <typename Slow>
+[[gnu::always_inline]] inline void* aligned_with(size_t alignment, size_t size,
+                                                 Slow slow) noexcept {
+  if (alignment < kMinAlign) alignment = kMinAlign;
+  size_t need = size < alignment ? alignment : size;
+  size_t limit = __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED);
+  if (__builtin_expect(need < limit, 1)) {
+    // Ends by the last class at the latest: need <= kMaxSmallSize, a
+    // multiple of every alignment up to it.
+    size_t size_class = size_class_of(need);
+    while ((kSizeClasses[size_class].block_size & (alignment - 1)) != 0) ++size_class;
+    if (__builtin_expect(kSizeClasses[size_class].block_size < limit, 1)) {
+      ThreadHeap* heap = tls_heap;
+      if (FreeBlock* block = heap->pop(size_class)) return block;
+      return refill_or(heap, size_class, slow);
+    }
+  }
+  return slow();
+}
+
 // Past the checks of free, when the block cannot go into the class's bin
 // (the bin is full, or the thread has no heap yet): back to its slab, on the
 // owner's free list or onto the slab's remote list. Out of line, so that the

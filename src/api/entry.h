@@ -15,14 +15,21 @@
 namespace strata::api {
 
 void* malloc_slow_from(size_t size, check::Origin origin, const void* caller) noexcept;
-void* aligned_from(size_t alignment, size_t size, check::Origin origin,
-                   const void* caller) noexcept;
+void* aligned_slow_from(size_t alignment, size_t size, check::Origin origin,
+                        const void* caller) noexcept;
 void free_slow_from(void* p, const char* function, check::Release kind, size_t size,
                     const void* caller) noexcept;
 
 // api::malloc with the allocating family.
 inline void* malloc_from(size_t size, check::Origin origin, const void* caller) noexcept {
   return malloc_with(size, [=] { return malloc_slow_from(size, origin, caller); });
+}
+
+// Aligned allocation (a power-of-two alignment) with the allocating family.
+inline void* aligned_from(size_t alignment, size_t size, check::Origin origin,
+                          const void* caller) noexcept {
+  return aligned_with(alignment, size,
+                      [=] { return aligned_slow_from(alignment, size, origin, caller); });
 }
 
 // api::free with the releasing family and the size the caller believes the
