@@ -593,14 +593,6 @@ void PurgeList::run() {
 }
 
 // Purges dirty units, highest first, until at most `budget` bytes remain.
-void arena_trim_to(size_t budget, PurgeList* purge);
-
-// Trims the arenas to what arena_keep() allows now; nothing to compute when
-// no unit is dirty (a block just took the last of them).
-void arena_trim(PurgeList* purge) {
-  if (g_arena_dirty_units != 0) arena_trim_to(arena_keep(), purge);
-}
-
 void arena_trim_to(size_t budget, PurgeList* purge) {
   size_t keep = budget >> kUnitShift;
   for (size_t a = g_arena_count; a-- > 0 && g_arena_dirty_units > keep && !purge->full();) {
@@ -617,6 +609,12 @@ void arena_trim_to(size_t budget, PurgeList* purge) {
       purge->add(arena, first, last);
     }
   }
+}
+
+// Trims the arenas to what arena_keep() allows now; nothing to compute when
+// no unit is dirty (a block just took the last of them).
+void arena_trim(PurgeList* purge) {
+  if (g_arena_dirty_units != 0) arena_trim_to(arena_keep(), purge);
 }
 
 // Purges the dirty units freed at least `delay_ms` ago (all when only_aged
