@@ -138,13 +138,7 @@ BlockRef find_block(const void* p, const char* function) {
 
 void release_small(Slab* slab, void* p) {
   perturb_freed(p, slab->block_size);
-  auto* block = static_cast<FreeBlock*>(p);
-  ThreadHeap* heap = tls_heap;
-  if (slab->owner == heap) {
-    heap->free_local(slab, block);
-  } else {
-    ThreadHeap::push_remote(slab, block);  // counted by the owner when it collects it
-  }
+  tls_heap->free_to_slab(slab, static_cast<FreeBlock*>(p));
 }
 
 void* aligned_plain(size_t alignment, size_t size);
@@ -539,16 +533,11 @@ void* aligned_plain(size_t alignment, size_t size) {
   if (alignment <= kMinAlign) return allocate(size, false);
   if (too_large(size)) return fail_nomem();
   runtime::ensure_ready();
-  // Slabs start on a multiple of 64 KiB (and of their own size), so a class
-  // whose block size is a multiple of the alignment yields aligned blocks.
   size_t need = size < alignment ? alignment : size;
   if (need <= kMaxSmallSize) {
-    for (size_t cls = size_class_of(need); cls < kNumClasses; ++cls) {
-      size_t block_size = kSizeClasses[cls].block_size;
-      if (block_size % alignment != 0) continue;
-      if (block_size < large::mmap_threshold()) return allocate_small(cls, size, false);
-      break;
-    }
+    size_t cls = size_class_aligned(need, alignment);
+    if (kSizeClasses[cls].block_size < large::mmap_threshold())
+      return allocate_small(cls, size, false);
   }
   size_t page = os::g_caps.page_size;
   return allocate_large(size, alignment < page ? page : alignment, false);

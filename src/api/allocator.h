@@ -33,25 +33,29 @@ template <typename Slow>
   return slow();
 }
 
-// The fast path of every small allocation (malloc, operator new): the
-// class's bin, else the current slab's free list (ThreadHeap::pop). `slow()`
+// A block of class `size_class`: the class's bin, else the current slab's
+// free list (ThreadHeap::pop), else the refill; `slow()` past that.
+template <typename Slow>
+[[gnu::always_inline]] inline void* take_or(size_t size_class, Slow slow) noexcept {
+  ThreadHeap* heap = tls_heap;
+  if (FreeBlock* block = heap->pop(size_class)) return block;
+  return refill_or(heap, size_class, slow);
+}
+
+// The fast path of every small allocation (malloc, operator new). `slow()`
 // is what the caller does past it.
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(size < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED), 1)) {
-    ThreadHeap* heap = tls_heap;
-    size_t size_class = size_class_of(size);
-    if (FreeBlock* block = heap->pop(size_class)) return block;
-    return refill_or(heap, size_class, slow);
+    return take_or(size_class_of(size), slow);
   }
   return slow();
 }
 
 // The fast path of aligned allocation (posix_memalign, aligned_alloc,
-// memalign, aligned operator new), for a power-of-two alignment: the first
-// class holding the request whose block size is a multiple of the alignment
-// (slabs start on multiples of their own size, so its blocks are aligned),
-// then as malloc. `slow()` is what the caller does past it.
+// memalign, aligned operator new), for a power-of-two alignment: the class
+// size_class_aligned() picks, then as malloc. `slow()` is what the caller
+// does past it.
 template <typename Slow>
 [[gnu::always_inline]] inline void* aligned_with(size_t alignment, size_t size,
                                                  Slow slow) noexcept {
@@ -59,27 +63,12 @@ template <typename Slow>
   size_t need = size < alignment ? alignment : size;
   size_t limit = __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED);
   if (__builtin_expect(need < limit, 1)) {
-    // Ends by the last class at the latest: need <= kMaxSmallSize, a
-    // multiple of every alignment up to it.
-    size_t size_class = size_class_of(need);
-    while ((kSizeClasses[size_class].block_size & (alignment - 1)) != 0) ++size_class;
+    size_t size_class = size_class_aligned(need, alignment);
     if (__builtin_expect(kSizeClasses[size_class].block_size < limit, 1)) {
-      ThreadHeap* heap = tls_heap;
-      if (FreeBlock* block = heap->pop(size_class)) return block;
-      return refill_or(heap, size_class, slow);
+      return take_or(size_class, slow);
     }
   }
   return slow();
-}
-
-// Past the checks of free, when the block cannot go into the class's bin
-// (the bin is full, or the thread has no heap yet): back to its slab, on the
-// owner's free list or onto the slab's remote list. Out of line, so that the
-// fast path keeps no registers for it.
-[[gnu::noinline]] inline void free_to_slab(ThreadHeap* heap, Slab* slab,
-                                           FreeBlock* block) noexcept {
-  if (slab->owner == heap) return heap->free_local(slab, block);
-  ThreadHeap::push_remote(slab, block);  // counted by the owner when it collects it
 }
 
 // The fast path of every free (free, operator delete): a valid, live block
@@ -101,7 +90,7 @@ template <typename Slow>
         heap->count_remote_frees(slab->owner != heap);
         return;
       }
-      return free_to_slab(heap, slab, block);
+      return heap->free_to_slab(slab, block);
     }
   }
   return slow();

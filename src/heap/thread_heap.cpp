@@ -281,17 +281,22 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
   if (old & kNotifyOwner) slab->owner->notify_slab(slab);
 }
 
+void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
+  if (slab->owner == this)
+    free_local(slab, block);
+  else
+    push_remote(slab, block);
+}
+
 void ThreadHeap::flush_bin(size_t size_class) noexcept {
   Bin& bin = bins_[size_class];
   while (bin.count != 0) {
     FreeBlock* block = bin.slots[--bin.count];
     Slab* slab = slab_of(segment_of(block), block);
-    if (slab->owner == this) {
-      free_local(slab, block);
-    } else {
-      --counters_.remote_frees;  // its owner counts it when it collects it
-      push_remote(slab, block);
-    }
+    // Counted when it entered the bin; its owner counts it again when it
+    // collects it.
+    if (slab->owner != this) --counters_.remote_frees;
+    free_to_slab(slab, block);
   }
 }
 

@@ -157,6 +157,12 @@ class ThreadHeap {
   FreeBlock* allocate_slow(size_t size_class,
                            bool* known_zero = nullptr) noexcept;  // nullptr: out of memory
   static void push_remote(Slab* slab, FreeBlock* block) noexcept;
+  // A validated block that does not go into a bin (it is full, or this is
+  // the empty heap): back on its slab's free list if the slab is this
+  // heap's, else onto the slab's remote list, where the owner counts it as a
+  // remote free when it collects it. Out of line, so that the fast paths
+  // keep no registers for it.
+  void free_to_slab(Slab* slab, FreeBlock* block) noexcept;
 
   // Collects remote frees and gives every empty slab back to the pool,
   // including current ones (trim, a heap parked for a while).

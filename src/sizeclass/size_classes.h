@@ -112,6 +112,16 @@ inline constexpr std::array<uint8_t, kLookupMax / 16 + 1> kClassLookup =
 // Any size <= kMaxSmallSize.
 inline size_t size_class_of(size_t size) { return kClassLookup[(size + 15) >> 4]; }
 
+// The first class holding `size` (<= kMaxSmallSize) whose block size is a
+// multiple of `alignment` (a power of two, at most kMaxSmallSize): slabs
+// start on multiples of their own size, so its blocks are that aligned. The
+// last class, kMaxSmallSize, is a multiple of every such alignment.
+inline size_t size_class_aligned(size_t size, size_t alignment) {
+  size_t size_class = size_class_of(size);
+  while ((kSizeClasses[size_class].block_size & (alignment - 1)) != 0) ++size_class;
+  return size_class;
+}
+
 static_assert(kSizeClasses[kNumClasses - 1].block_size == kMaxSmallSize);
 static_assert(kSizeClasses[8].block_size == 160 && kSizeClasses[11].block_size == 256);
 static_assert(size_class_computed(129) == 8 && size_class_computed(256) == 11 &&
