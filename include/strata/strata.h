@@ -99,7 +99,8 @@ struct strata_stats {
   unsigned long long frees;        /* blocks given back */
   unsigned long long remote_frees; /* small blocks freed by a thread not their owner (counted
                                       once the freeing thread caches the block or the owner
-                                      takes it back) */
+                                      takes it back); every free of a block of the shared
+                                      classes (above 32 KiB), which no thread owns */
   unsigned long long refills;      /* trips of a thread heap to its slow path */
 
   /* Large blocks (above the small classes or the mmap threshold). */

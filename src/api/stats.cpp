@@ -11,6 +11,7 @@
 
 #include "check/checked.h"
 #include "check/guard.h"
+#include "heap/central_heap.h"
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
 #include "options/options.h"
@@ -138,6 +139,7 @@ void take(Snapshot* out) {
   runtime::ensure_ready();
   *out = Snapshot{};
   runtime::for_each_heap(add_heap, out);
+  out->remote_frees += central::remote_frees();
   slab_pool::for_each_slab(add_slab, out);
   // Counters summed first, blocks in use counted after: allocations made in
   // between would show as more blocks in use than ever handed out.

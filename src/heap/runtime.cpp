@@ -1,6 +1,8 @@
 // The runtime: start-up, heap pool, thread exit, fork, upkeep (see runtime.h).
 #include "heap/runtime.h"
 
+#include "heap/central_heap.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -174,6 +176,7 @@ void update_fast_path() {
 // in the child, the heaps of threads that did not survive are parked.
 void fork_prepare() {
   g_heaps_lock.fork_prepare();
+  central::fork_prepare();
   slab_pool::fork_prepare();
   large::fork_prepare();
 }
@@ -181,6 +184,7 @@ void fork_prepare() {
 void fork_parent() {
   large::fork_parent();
   slab_pool::fork_parent();
+  central::fork_parent();
   g_heaps_lock.fork_parent();
 }
 
@@ -188,6 +192,7 @@ void fork_child() {
   g_purge_thread_started.store(false, std::memory_order_relaxed);  // not in the child
   large::fork_child();
   slab_pool::fork_child();
+  central::fork_child();
   g_heaps_lock.reset_after_fork();
   for (ThreadHeap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
     if (heap->in_use && heap != tls_heap) {
@@ -263,6 +268,7 @@ size_t trim() {
   ensure_ready();
   ThreadHeap* self = tls_heap;
   if (self != &g_empty_heap) self->release_unused();
+  central::release_unused();
   // Parked heaps have no thread to do this for them.
   {
     LockGuard guard(g_heaps_lock);

@@ -2,6 +2,7 @@
 #include "heap/thread_heap.h"
 
 #include "check/report.h"
+#include "heap/central_heap.h"
 #include "heap/runtime.h"
 #include "slab/slab_pool.h"
 
@@ -190,12 +191,20 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexce
   // call did not ask sample_pending() (the API's slow path), the sample
   // goes to the next allocation that asks.
   if (bins_[size_class].countdown <= 0) next_period(size_class);
-  // pop() failed with blocks in the bin only because the period ran out.
-  bool from_bin = bins_[size_class].count != 0;
-  FreeBlock* block = from_bin ? pop(size_class) : refill(size_class);
-  if (known_zero != nullptr) {
-    *known_zero = !from_bin && block != nullptr && current_[size_class]->free_is_zero;
+  FreeBlock* block;
+  bool zero = false;
+  if (bins_[size_class].count != 0) {
+    // pop() failed with blocks in the bin only because the period ran out.
+    block = pop(size_class);
+  } else if (is_shared_class(size_class)) {
+    ++counters_.refills;
+    block = refill_shared(size_class, &zero);
+  } else {
+    ++counters_.refills;
+    block = refill(size_class);
+    zero = block != nullptr && current_[size_class]->free_is_zero;
   }
+  if (known_zero != nullptr) *known_zero = zero;
   // Upkeep last: it may start the purge thread, and pthread_create calls
   // malloc, which must find this heap in a consistent state and must not
   // change it under a refill in progress.
@@ -204,7 +213,6 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexce
 }
 
 FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
-  ++counters_.refills;
   drain_notified();
   Slab* slab = current_[size_class];
   // pop() leaves a non-empty list only when its head's link was forged.
@@ -225,7 +233,7 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
     slab = lists_[size_class].head;
     if (slab == nullptr) break;
   }
-  release_idle_classes(size_class);
+  if (!central_) release_idle_classes(size_class);
   slab = slab_pool::allocate(size_class, this);
   if (slab == nullptr) {
     current_[size_class] = &g_no_slab;
@@ -235,6 +243,33 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
   current_[size_class] = slab;
   carve(slab);
   return pop(size_class);
+}
+
+FreeBlock* ThreadHeap::refill_shared(size_t size_class, bool* zero) noexcept {
+  // A full bin's worth in one trip to the central heap (one block with the
+  // bins off: it passes through the bin).
+  Bin& bin = bins_[size_class];
+  size_t want = bin.limit > 1 ? bin.limit / 2 : 1;
+  size_t taken = central::take(size_class, bin.slots, want, zero);
+  if (taken == 0) return nullptr;
+  bin.count = taken;
+  return pop(size_class);
+}
+
+void ThreadHeap::free_shared(size_t size_class, FreeBlock* block) noexcept {
+  // The block and the older half of its full bin go back in one trip. With
+  // the bins off (the empty heap's always are) the bin is not touched: the
+  // empty heap is every heapless thread's.
+  Bin& bin = bins_[size_class];
+  FreeBlock* out[kBinSlots + 1];
+  size_t moved = bin.count - bin.count / 2;
+  if (moved != 0) {
+    for (size_t i = 0; i < moved; ++i) out[i] = bin.slots[i];
+    for (size_t i = moved; i < bin.count; ++i) bin.slots[i - moved] = bin.slots[i];
+    bin.count -= moved;
+  }
+  out[moved] = block;
+  central::give(size_class, out, moved + 1, /*frees=*/1);
 }
 
 void ThreadHeap::after_local_free(Slab* slab) noexcept {
@@ -284,12 +319,20 @@ void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
 void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
   if (slab->owner == this)
     free_local(slab, block);
+  else if (is_shared_class(slab->size_class))
+    free_shared(slab->size_class, block);
   else
     push_remote(slab, block);
 }
 
 void ThreadHeap::flush_bin(size_t size_class) noexcept {
   Bin& bin = bins_[size_class];
+  if (is_shared_class(size_class)) {
+    // Their frees were counted as they entered the bin.
+    if (bin.count != 0) central::give(size_class, bin.slots, bin.count, /*frees=*/0);
+    bin.count = 0;
+    return;
+  }
   while (bin.count != 0) {
     FreeBlock* block = bin.slots[--bin.count];
     Slab* slab = slab_of(segment_of(block), block);
@@ -327,6 +370,25 @@ void ThreadHeap::release_unused() {
   sweep([this](size_t cls, Slab* slab) { release_empty(cls, slab); });
 }
 
+void ThreadHeap::release_class(size_t size_class) {
+  sweep_class(size_class, [this](size_t cls, Slab* slab) { release_empty(cls, slab); });
+}
+
+bool ThreadHeap::release_if_idle(size_t size_class) {
+  // pop() counts every allocation down, whichever path serves it.
+  int64_t countdown = bins_[size_class].countdown;
+  bool idle = countdown == countdown_seen_[size_class];
+  countdown_seen_[size_class] = countdown;
+  if (!idle) return false;
+  Slab* current = current_[size_class];
+  bool holds_idle_memory = bins_[size_class].count != 0 || spare_[size_class] != nullptr ||
+                           (current != &g_no_slab && current->used == 0);
+  if (!holds_idle_memory) return false;
+  flush_bin(size_class);
+  release_class(size_class);
+  return true;
+}
+
 void ThreadHeap::release_idle_classes(size_t busy_class) {
   // A window of at least kIdleWindowRefills: a class idle over a shorter
   // one may just be between uses, and each release costs its class a trip
@@ -336,18 +398,15 @@ void ThreadHeap::release_idle_classes(size_t busy_class) {
   if (counters_.refills - idle_window_start_ < kIdleWindowRefills) return;
   idle_window_start_ = counters_.refills;
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
-    // pop() counts every allocation down, whichever path serves it.
-    int64_t countdown = bins_[cls].countdown;
-    bool idle = countdown == countdown_seen_[cls] && cls != busy_class;
-    countdown_seen_[cls] = countdown;
-    if (!idle) continue;
-    Slab* current = current_[cls];
-    bool holds_idle_memory = bins_[cls].count != 0 || spare_[cls] != nullptr ||
-                             (current != &g_no_slab && current->used == 0);
-    if (!holds_idle_memory) continue;
-    flush_bin(cls);
-    sweep_class(cls, [this](size_t c, Slab* slab) { release_empty(c, slab); });
+    if (cls == busy_class) {
+      countdown_seen_[cls] = bins_[cls].countdown;
+      continue;
+    }
+    release_if_idle(cls);
   }
+  // The shared classes' slabs too: this thread's idle bins of them have
+  // just gone back there.
+  central::release_idle();
 }
 
 void ThreadHeap::release_for_park() {

@@ -23,6 +23,10 @@
 // goes back to the slab pool; a class that stops allocating gives back those
 // two and its bin's blocks too, the next time the heap needs a new slab.
 //
+// The shared classes (above 32 KiB) have no slabs here: their bins take from
+// and give back to the central heap (heap/central_heap.h), a few blocks at a
+// time.
+//
 // A thread's heap lives until the thread exits; then it is parked in the heap
 // pool with its slabs and handed whole to the next new thread.
 #ifndef STRATA_HEAP_THREAD_HEAP_H
@@ -44,6 +48,11 @@ class ThreadHeap {
     for (auto& slab : current_) slab = &g_no_slab;
     for (auto& period : period_) period = kEndlessPeriod;
   }
+  // The central heap (heap/central_heap.h): used for one class at a time,
+  // under that class's lock, so it leaves the other classes alone (no
+  // idle-class release). Its bins stay off.
+  struct Central {};
+  constexpr explicit ThreadHeap(Central) : ThreadHeap() { central_ = true; }
 
   // Fast path: a block of class `size_class`, from its bin, else from the
   // current slab; nullptr when both are empty, when the slab list head's
@@ -157,6 +166,12 @@ class ThreadHeap {
   FreeBlock* allocate_slow(size_t size_class,
                            bool* known_zero = nullptr) noexcept;  // nullptr: out of memory
   static void push_remote(Slab* slab, FreeBlock* block) noexcept;
+  // A block from this heap's slabs, past the bins: how the central heap
+  // (heap/central_heap.h), whose bins are off, allocates.
+  FreeBlock* take_block(size_t size_class) noexcept {
+    FreeBlock* block = pop(size_class);
+    return block != nullptr ? block : refill(size_class);
+  }
   // A validated block that does not go into a bin (it is full, or this is
   // the empty heap): back on its slab's free list if the slab is this
   // heap's, else onto the slab's remote list, where the owner counts it as a
@@ -167,6 +182,11 @@ class ThreadHeap {
   // Collects remote frees and gives every empty slab back to the pool,
   // including current ones (trim, a heap parked for a while).
   void release_unused();
+  // The same for one class, whose bin is empty (the central heap's are).
+  void release_class(size_t size_class);
+  // If the class has not allocated since the last call: empties its bin and
+  // gives back its empty slabs, current and spare included. True if it did.
+  bool release_if_idle(size_t size_class);
 
   // Thread exit: collects remote frees and gives back the empty slabs that
   // are neither current nor the class's spare. The rest stays with the
@@ -185,7 +205,7 @@ class ThreadHeap {
     // reused from it), else by this heap when it collects the block from a
     // slab's remote list. So frees by threads without a heap count too.
     uint64_t remote_frees = 0;
-    uint64_t refills = 0;  // trips through allocate_slow
+    uint64_t refills = 0;  // trips through allocate_slow past the bin
   };
   const Counters& counters() const { return counters_; }
   // Small blocks of the class handed out by this heap. Read by the
@@ -229,6 +249,9 @@ class ThreadHeap {
   void release_idle_classes(size_t busy_class);
   static constexpr uint64_t kIdleWindowRefills = 256;
   FreeBlock* refill(size_t size_class) noexcept;
+  // The shared classes' slow paths: through the central heap.
+  FreeBlock* refill_shared(size_t size_class, bool* zero) noexcept;
+  void free_shared(size_t size_class, FreeBlock* block) noexcept;
   void after_local_free(Slab* slab) noexcept;
   bool collect_remote(Slab* slab);
   bool carve(Slab* slab);
@@ -288,6 +311,7 @@ class ThreadHeap {
   uint32_t sample_classes_ = 0;         // classes [0, sample_classes_) are sampled
   uint64_t sample_random_ = 0;          // state of the period generator
   bool sample_pending_ = false;
+  bool central_ = false;
   // Idle classes (see release_idle_classes()).
   int64_t countdown_seen_[kNumClasses] = {};  // each class's countdown at the last check
   uint64_t idle_window_start_ = 0;            // counters_.refills at the last check

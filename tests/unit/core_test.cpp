@@ -6,6 +6,7 @@
 #include <strata/strata.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -153,6 +154,56 @@ TEST(Core, AnIdleClassGivesItsMemoryBackWhenAnotherGrows) {
   worker.join();
   EXPECT_GE(held_before, 1u);
   EXPECT_EQ(held_after, 0u);
+}
+
+size_t slabs_of_class(size_t size_class) {
+  struct Count {
+    size_t size_class;
+    size_t slabs;
+  } count{size_class, 0};
+  slab_pool::for_each_slab(
+      [](const Slab* slab, void* context) {
+        auto* c = static_cast<Count*>(context);
+        if (slab->size_class == c->size_class) ++c->slabs;
+      },
+      &count);
+  return count.slabs;
+}
+
+// The largest classes live in shared slabs (heap/central_heap.h): blocks one
+// thread freed in the middle of its slabs serve another thread's requests,
+// where slabs of its own per thread made the second thread map new ones.
+TEST(Core, SharedClassesReuseBlocksOtherThreadsFreed) {
+  constexpr size_t kSize = 60000;
+  const size_t size_class = size_class_of(kSize);
+  ASSERT_TRUE(is_shared_class(size_class));
+  const size_t per_slab = kSizeClasses[size_class].capacity;
+  const size_t before = slabs_of_class(size_class);
+  std::vector<void*> first(8 * per_slab);
+  std::vector<void*> second(4 * per_slab);
+  std::atomic<int> step{0};
+  // The first thread stays alive (a thread that exits hands its heap, slabs
+  // and all, to the next new thread).
+  std::thread owner([&] {
+    for (auto& b : first) b = strata_malloc(kSize);
+    // Every other block: no slab empties.
+    for (size_t i = 0; i < first.size(); i += 2) strata_free(first[i]);
+    step = 1;
+    while (step != 2) std::this_thread::yield();
+  });
+  while (step != 1) std::this_thread::yield();
+  size_t grown = 0;
+  std::thread([&] {
+    for (auto& b : second) b = strata_malloc(kSize);
+    grown = slabs_of_class(size_class) - before;
+  }).join();
+  step = 2;
+  owner.join();
+  // Own slabs per thread: 8 + 4. Shared: the first thread's 8, and one more
+  // for the blocks its bin held while it ran (and the spare it kept).
+  EXPECT_LE(grown, 9u);
+  for (size_t i = 1; i < first.size(); i += 2) strata_free(first[i]);
+  for (void* b : second) strata_free(b);
 }
 
 // glibc's tcache_count=0 (GLIBC_TUNABLES=glibc.malloc.tcache_count=0) turns

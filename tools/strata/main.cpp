@@ -90,8 +90,8 @@ int run(int argc, char** argv) {
 }
 
 int size_classes() {
-  std::printf("%5s %9s %6s %8s %10s %10s\n", "class", "block", "slab", "blocks", "max waste",
-              "slab tail");
+  std::printf("%5s %9s %6s %8s %10s %10s  %s\n", "class", "block", "slab", "blocks", "max waste",
+              "slab tail", "slabs");
   size_t previous = 0;
   for (size_t cls = 0; cls < strata::kNumClasses; ++cls) {
     const strata::SizeClassInfo& info = strata::kSizeClasses[cls];
@@ -99,9 +99,9 @@ int size_classes() {
     size_t tail = slab - static_cast<size_t>(info.capacity) * info.block_size;
     // The worst request for this class is one byte more than the class below.
     double waste = 100.0 * static_cast<double>(info.block_size - (previous + 1)) / info.block_size;
-    std::printf("%5zu %9u %5zuK %8u %9.1f%% %9.1f%%\n", cls, info.block_size, slab / 1024,
-                info.capacity, waste,
-                100.0 * static_cast<double>(tail) / static_cast<double>(slab));
+    std::printf("%5zu %9u %5zuK %8u %9.1f%% %9.1f%%  %s\n", cls, info.block_size, slab / 1024,
+                info.capacity, waste, 100.0 * static_cast<double>(tail) / static_cast<double>(slab),
+                strata::is_shared_class(cls) ? "shared" : "per thread");
     previous = info.block_size;
   }
   return 0;
