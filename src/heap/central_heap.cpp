@@ -77,22 +77,28 @@ __attribute__((no_sanitize("thread"))) uint64_t remote_frees() {
   return sum;
 }
 
-void release_unused() {
+namespace {
+
+// visit(heap, size_class) for every shared class, under its lock (none if
+// no shared class was ever used).
+template <typename Visit>
+void for_each_class(Visit visit) {
   ThreadHeap* heap = g_heap.load(std::memory_order_acquire);
   if (heap == nullptr) return;
   for (size_t size_class = kFirstSharedClass; size_class < kNumClasses; ++size_class) {
     LockGuard guard(shelf_of(size_class).lock);
-    heap->release_class(size_class);
+    visit(heap, size_class);
   }
 }
 
+}  // namespace
+
+void release_unused() {
+  for_each_class([](ThreadHeap* heap, size_t size_class) { heap->release_class(size_class); });
+}
+
 void release_idle() {
-  ThreadHeap* heap = g_heap.load(std::memory_order_acquire);
-  if (heap == nullptr) return;
-  for (size_t size_class = kFirstSharedClass; size_class < kNumClasses; ++size_class) {
-    LockGuard guard(shelf_of(size_class).lock);
-    heap->release_if_idle(size_class);
-  }
+  for_each_class([](ThreadHeap* heap, size_t size_class) { heap->release_if_idle(size_class); });
 }
 
 void fork_prepare() {
