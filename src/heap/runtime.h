@@ -23,7 +23,11 @@ struct alignas(64) FastPathState {
   // SegmentMap::kIndexLimit normally, 0 when every free must go slow.
   uintptr_t free_index_limit = 0;
 };
-extern constinit FastPathState g_fast;
+// Hidden: read on every call. A plain extern declaration may be defined in
+// another module, so the compiler would load its address from the GOT
+// first, one more instruction per access (the same holds for the other
+// globals the fast paths read: g_segment_map, g_no_slab, g_empty_heap).
+extern constinit FastPathState g_fast __attribute__((visibility("hidden")));
 
 // The calling thread's heap: &g_empty_heap until it first allocates.
 extern constinit thread_local ThreadHeap* tls_heap;

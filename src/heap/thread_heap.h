@@ -320,7 +320,7 @@ class ThreadHeap {
 // The heap of threads that have not allocated yet: every current slab is the
 // sentinel, so its fast path always falls through to the slow path, which
 // gives the thread a real heap.
-extern constinit ThreadHeap g_empty_heap;
+extern constinit ThreadHeap g_empty_heap __attribute__((visibility("hidden")));
 
 }  // namespace strata
 

@@ -88,7 +88,7 @@ class SegmentMap {
   uint64_t writable_pages_[(kIndexLimit / 4096 + 63) / 64] = {};  // bit per page of bytes_
 };
 
-extern SegmentMap g_segment_map;
+extern SegmentMap g_segment_map __attribute__((visibility("hidden")));
 
 }  // namespace strata
 

@@ -134,7 +134,7 @@ inline uint64_t block_grid_magic(uint32_t block_size) {
 
 // The descriptor every unit that belongs to no slab points to: its owner is
 // nullptr, so a free landing there fails the owner check and is diagnosed.
-extern Slab g_no_slab;
+extern Slab g_no_slab __attribute__((visibility("hidden")));
 
 }  // namespace strata
 
