@@ -624,8 +624,25 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def paired_ratio(records, workload, name, baseline, get):
+    """The median over the rounds of the allocator's value divided by the
+    baseline's in the same round. A round runs every allocator back to back,
+    so its ratio cancels the machine's drift from one round to the next
+    (git's times doubled between the first and the last of four rounds under
+    every allocator), which a ratio of medians taken over different rounds
+    does not."""
+    by_round = {}
+    for r in records:
+        if r.workload == workload and r.m.status == "ok" and r.allocator in (name, baseline):
+            by_round.setdefault(r.round, {})[r.allocator] = get(r.m)
+    ratios = [v[name] / v[baseline] for v in by_round.values()
+              if name in v and baseline in v and v[baseline]]
+    return statistics.median(ratios) if ratios else None
+
+
 def summarize(records, workloads, allocators, baseline):
-    """{metric: {workload: {allocator: (median, ratio)}}} plus geometric means."""
+    """{metric: {workload: {allocator: (median, ratio)}}} plus geometric means
+    (ratio: see paired_ratio)."""
     summary = {}
     for key, _, _, get in METRICS:
         table = {}
@@ -635,8 +652,8 @@ def summarize(records, workloads, allocators, baseline):
                 values = [get(r.m) for r in records if r.workload == w.name
                           and r.allocator == name and r.m.status == "ok"]
                 row[name] = statistics.median(values) if values else None
-            base = row.get(baseline)
-            table[w.name] = {n: (v, v / base if v is not None and base else None)
+            table[w.name] = {n: (v, paired_ratio(records, w.name, n, baseline, get)
+                                 if v is not None else None)
                              for n, v in row.items()}
             if all(v is None for v in row.values()):
                 del table[w.name]
@@ -680,7 +697,8 @@ def markdown_report(ctx, summary, memory, micro, fast, failures, baseline, chart
                                            for n, lib in ctx.allocators.items()),
               "",
               "Each cell is the median over the rounds; in parentheses the ratio to **%s** "
-              "(allocator / %s): above 1.00 means %s was faster or used less memory." % (
+              "(allocator / %s, the median over the rounds of the ratio within each round): "
+              "above 1.00 means %s was faster or used less memory." % (
                   baseline, baseline, baseline), ""]
     for key, title, unit, _ in METRICS:
         table, means = summary[key]
