@@ -246,8 +246,10 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
 }
 
 FreeBlock* ThreadHeap::refill_shared(size_t size_class, bool* zero) noexcept {
-  // A full bin's worth in one trip to the central heap (one block with the
-  // bins off: it passes through the bin).
+  // Half a bin's worth in one trip to the central heap (one block with the
+  // bins off: it passes through the bin). A full bin would overflow on the
+  // next free and send half of it straight back (alloc-test-1t: 4-6% more
+  // CPU time than with half).
   Bin& bin = bins_[size_class];
   size_t want = bin.limit > 1 ? bin.limit / 2 : 1;
   size_t taken = central::take(size_class, bin.slots, want, zero);
@@ -374,19 +376,18 @@ void ThreadHeap::release_class(size_t size_class) {
   sweep_class(size_class, [this](size_t cls, Slab* slab) { release_empty(cls, slab); });
 }
 
-bool ThreadHeap::release_if_idle(size_t size_class) {
+void ThreadHeap::release_if_idle(size_t size_class) {
   // pop() counts every allocation down, whichever path serves it.
   int64_t countdown = bins_[size_class].countdown;
   bool idle = countdown == countdown_seen_[size_class];
   countdown_seen_[size_class] = countdown;
-  if (!idle) return false;
+  if (!idle) return;
   Slab* current = current_[size_class];
   bool holds_idle_memory = bins_[size_class].count != 0 || spare_[size_class] != nullptr ||
                            (current != &g_no_slab && current->used == 0);
-  if (!holds_idle_memory) return false;
+  if (!holds_idle_memory) return;
   flush_bin(size_class);
   release_class(size_class);
-  return true;
 }
 
 void ThreadHeap::release_idle_classes(size_t busy_class) {

@@ -185,8 +185,8 @@ class ThreadHeap {
   // The same for one class, whose bin is empty (the central heap's are).
   void release_class(size_t size_class);
   // If the class has not allocated since the last call: empties its bin and
-  // gives back its empty slabs, current and spare included. True if it did.
-  bool release_if_idle(size_t size_class);
+  // gives back its empty slabs, current and spare included.
+  void release_if_idle(size_t size_class);
 
   // Thread exit: collects remote frees and gives back the empty slabs that
   // are neither current nor the class's spare. The rest stays with the
