@@ -1,8 +1,6 @@
 // The runtime: start-up, heap pool, thread exit, fork, upkeep (see runtime.h).
 #include "heap/runtime.h"
 
-#include "heap/central_heap.h"
-
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -14,6 +12,7 @@
 
 #include "check/checked.h"
 #include "check/guard.h"
+#include "heap/central_heap.h"
 #include "large/large.h"
 #include "options/options.h"
 #include "platform/lock.h"

@@ -196,13 +196,14 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexce
   if (bins_[size_class].count != 0) {
     // pop() failed with blocks in the bin only because the period ran out.
     block = pop(size_class);
-  } else if (is_shared_class(size_class)) {
-    ++counters_.refills;
-    block = refill_shared(size_class, &zero);
   } else {
     ++counters_.refills;
-    block = refill(size_class);
-    zero = block != nullptr && current_[size_class]->free_is_zero;
+    if (is_shared_class(size_class)) {
+      block = refill_shared(size_class, &zero);
+    } else {
+      block = refill(size_class);
+      zero = block != nullptr && current_[size_class]->free_is_zero;
+    }
   }
   if (known_zero != nullptr) *known_zero = zero;
   // Upkeep last: it may start the purge thread, and pthread_create calls
@@ -212,12 +213,12 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexce
   return block;
 }
 
-FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
+bool ThreadHeap::refill_listed(size_t size_class, FreeBlock** block) noexcept {
   drain_notified();
   Slab* slab = current_[size_class];
   // pop() leaves a non-empty list only when its head's link was forged.
   if (slab->has_free_blocks()) {
-    if (FreeBlock* block = pop(size_class)) return block;
+    if ((*block = pop(size_class)) != nullptr) return true;
     drop_forged_list(slab);
   }
   for (;;) {
@@ -226,15 +227,18 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
         if (!slab->listed) link(slab, /*at_back=*/false);
         if (spare_[size_class] == slab) spare_[size_class] = nullptr;
         current_[size_class] = slab;
-        return pop(size_class);
+        *block = pop(size_class);
+        return true;
       }
       if (!set_aside(slab)) continue;  // collect what just arrived
     }
     slab = lists_[size_class].head;
-    if (slab == nullptr) break;
+    if (slab == nullptr) return false;
   }
-  if (!central_) release_idle_classes(size_class);
-  slab = slab_pool::allocate(size_class, this);
+}
+
+FreeBlock* ThreadHeap::refill_new(size_t size_class) noexcept {
+  Slab* slab = slab_pool::allocate(size_class, this);
   if (slab == nullptr) {
     current_[size_class] = &g_no_slab;
     return nullptr;
@@ -243,6 +247,13 @@ FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
   current_[size_class] = slab;
   carve(slab);
   return pop(size_class);
+}
+
+FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
+  FreeBlock* block;
+  if (refill_listed(size_class, &block)) return block;
+  release_idle_classes(size_class);
+  return refill_new(size_class);
 }
 
 FreeBlock* ThreadHeap::refill_shared(size_t size_class, bool* zero) noexcept {

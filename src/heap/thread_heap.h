@@ -48,11 +48,6 @@ class ThreadHeap {
     for (auto& slab : current_) slab = &g_no_slab;
     for (auto& period : period_) period = kEndlessPeriod;
   }
-  // The central heap (heap/central_heap.h): used for one class at a time,
-  // under that class's lock, so it leaves the other classes alone (no
-  // idle-class release). Its bins stay off.
-  struct Central {};
-  constexpr explicit ThreadHeap(Central) : ThreadHeap() { central_ = true; }
 
   // Fast path: a block of class `size_class`, from its bin, else from the
   // current slab; nullptr when both are empty, when the slab list head's
@@ -166,17 +161,20 @@ class ThreadHeap {
   FreeBlock* allocate_slow(size_t size_class,
                            bool* known_zero = nullptr) noexcept;  // nullptr: out of memory
   static void push_remote(Slab* slab, FreeBlock* block) noexcept;
-  // A block from this heap's slabs, past the bins: how the central heap
-  // (heap/central_heap.h), whose bins are off, allocates.
+  // A block from this heap's slabs, past the bins, without the idle-class
+  // release: how the central heap (heap/central_heap.h) allocates, one class
+  // at a time under that class's lock, its bins off.
   FreeBlock* take_block(size_t size_class) noexcept {
-    FreeBlock* block = pop(size_class);
-    return block != nullptr ? block : refill(size_class);
+    if (FreeBlock* block = pop(size_class)) return block;
+    FreeBlock* block;
+    return refill_listed(size_class, &block) ? block : refill_new(size_class);
   }
   // A validated block that does not go into a bin (it is full, or this is
   // the empty heap): back on its slab's free list if the slab is this
-  // heap's, else onto the slab's remote list, where the owner counts it as a
-  // remote free when it collects it. Out of line, so that the fast paths
-  // keep no registers for it.
+  // heap's; a shared class's to the central heap, with half the bin; else
+  // onto the slab's remote list, where the owner counts it as a remote free
+  // when it collects it. Out of line, so that the fast paths keep no
+  // registers for it.
   void free_to_slab(Slab* slab, FreeBlock* block) noexcept;
 
   // Collects remote frees and gives every empty slab back to the pool,
@@ -248,6 +246,12 @@ class ThreadHeap {
   // memory for the next instead of growing (glibc-simple: 12% less peak RSS).
   void release_idle_classes(size_t busy_class);
   static constexpr uint64_t kIdleWindowRefills = 256;
+  // The current slab ran dry: the next block from the current or a listed
+  // slab (true; *block is nullptr only if a free list was forged), else
+  // false; then refill_new() takes a new slab from the pool. refill() is
+  // both, with the idle-class release before the new slab.
+  bool refill_listed(size_t size_class, FreeBlock** block) noexcept;
+  FreeBlock* refill_new(size_t size_class) noexcept;
   FreeBlock* refill(size_t size_class) noexcept;
   // The shared classes' slow paths: through the central heap.
   FreeBlock* refill_shared(size_t size_class, bool* zero) noexcept;
@@ -311,7 +315,6 @@ class ThreadHeap {
   uint32_t sample_classes_ = 0;         // classes [0, sample_classes_) are sampled
   uint64_t sample_random_ = 0;          // state of the period generator
   bool sample_pending_ = false;
-  bool central_ = false;
   // Idle classes (see release_idle_classes()).
   int64_t countdown_seen_[kNumClasses] = {};  // each class's countdown at the last check
   uint64_t idle_window_start_ = 0;            // counters_.refills at the last check

@@ -43,13 +43,13 @@ struct SizeClassInfo {
 // resident memory when many threads each keep them part full (alloc-test-8t:
 // 19% more peak RSS with 16 blocks everywhere).
 inline constexpr size_t kSlabBlocks = 16;
+inline constexpr size_t kMinSlabBlocks = 8;
+inline constexpr uint32_t kCompactSlabUnits = 4;
 
 // Classes from this one up live in shared slabs (heap/central_heap.h), not
 // in each thread's own.
 inline constexpr size_t kFirstSharedClass = 40;
 inline constexpr bool is_shared_class(size_t size_class) { return size_class >= kFirstSharedClass; }
-inline constexpr size_t kMinSlabBlocks = 8;
-inline constexpr uint32_t kCompactSlabUnits = 4;
 
 namespace detail {
 

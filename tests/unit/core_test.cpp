@@ -117,7 +117,7 @@ TEST(Core, BinsOfAnExitingThreadGoBackToTheirSlabs) {
   for (void* b : again) strata_free(b);
 }
 
-// Slabs of `size_class` owned by `heap`.
+// Slabs of `size_class` owned by `heap` (by any heap if nullptr).
 size_t slabs_of(const ThreadHeap* heap, size_t size_class) {
   struct Count {
     const ThreadHeap* heap;
@@ -127,7 +127,8 @@ size_t slabs_of(const ThreadHeap* heap, size_t size_class) {
   slab_pool::for_each_slab(
       [](const Slab* slab, void* context) {
         auto* c = static_cast<Count*>(context);
-        if (slab->owner == c->heap && slab->size_class == c->size_class) ++c->slabs;
+        if ((c->heap == nullptr || slab->owner == c->heap) && slab->size_class == c->size_class)
+          ++c->slabs;
       },
       &count);
   return count.slabs;
@@ -156,20 +157,6 @@ TEST(Core, AnIdleClassGivesItsMemoryBackWhenAnotherGrows) {
   EXPECT_EQ(held_after, 0u);
 }
 
-size_t slabs_of_class(size_t size_class) {
-  struct Count {
-    size_t size_class;
-    size_t slabs;
-  } count{size_class, 0};
-  slab_pool::for_each_slab(
-      [](const Slab* slab, void* context) {
-        auto* c = static_cast<Count*>(context);
-        if (slab->size_class == c->size_class) ++c->slabs;
-      },
-      &count);
-  return count.slabs;
-}
-
 // The largest classes live in shared slabs (heap/central_heap.h): blocks one
 // thread freed in the middle of its slabs serve another thread's requests,
 // where slabs of its own per thread made the second thread map new ones.
@@ -178,7 +165,7 @@ TEST(Core, SharedClassesReuseBlocksOtherThreadsFreed) {
   const size_t size_class = size_class_of(kSize);
   ASSERT_TRUE(is_shared_class(size_class));
   const size_t per_slab = kSizeClasses[size_class].capacity;
-  const size_t before = slabs_of_class(size_class);
+  const size_t before = slabs_of(nullptr, size_class);
   std::vector<void*> first(8 * per_slab);
   std::vector<void*> second(4 * per_slab);
   std::atomic<int> step{0};
@@ -195,7 +182,7 @@ TEST(Core, SharedClassesReuseBlocksOtherThreadsFreed) {
   size_t grown = 0;
   std::thread([&] {
     for (auto& b : second) b = strata_malloc(kSize);
-    grown = slabs_of_class(size_class) - before;
+    grown = slabs_of(nullptr, size_class) - before;
   }).join();
   step = 2;
   owner.join();
