@@ -97,10 +97,10 @@ struct strata_stats {
   /* Calls. */
   unsigned long long mallocs;      /* blocks handed out (by malloc, calloc, new, ...) */
   unsigned long long frees;        /* blocks given back */
-  unsigned long long remote_frees; /* small blocks freed by a thread not their owner (counted
-                                      once the freeing thread caches the block or the owner
-                                      takes it back); every free of a block of the shared
-                                      classes (above 32 KiB), which no thread owns */
+  unsigned long long remote_frees; /* small blocks freed by a thread not their owner and
+                                      given back to it (counted as the owner takes them
+                                      back); blocks of the shared classes (above 32 KiB),
+                                      which no thread owns, given back to the central heap */
   unsigned long long refills;      /* trips of a thread heap to its slow path */
 
   /* Large blocks (above the small classes or the mmap threshold). */

@@ -86,10 +86,7 @@ template <typename Slow>
     ThreadHeap* heap = tls_heap;
     auto* block = static_cast<FreeBlock*>(p);
     if (slab->is_block_start(p) && block->tag != heap->tag_of(block)) {
-      if (__builtin_expect(heap->push_bin(slab->size_class, block), 1)) {
-        heap->count_remote_frees(slab->owner != heap);
-        return;
-      }
+      if (__builtin_expect(heap->push_bin(slab->size_class, block), 1)) return;
       return heap->free_to_slab(slab, block);
     }
   }

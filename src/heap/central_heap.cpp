@@ -18,7 +18,7 @@ constinit SpinLock g_heap_creation;
 
 struct alignas(64) Shelf {
   SpinLock lock;
-  uint64_t frees = 0;  // blocks freed straight here (not out of a bin)
+  uint64_t frees = 0;  // blocks given back (each a remote free: no thread owns them)
 };
 constinit Shelf g_shelves[kNumClasses - kFirstSharedClass];
 
@@ -58,12 +58,12 @@ size_t take(size_t size_class, FreeBlock** out, size_t want, bool* last_zero) no
   return taken;
 }
 
-void give(size_t size_class, FreeBlock* const* blocks, size_t count, size_t frees) noexcept {
+void give(size_t size_class, FreeBlock* const* blocks, size_t count) noexcept {
   // The blocks came from the central heap, so it exists.
   ThreadHeap* heap = g_heap.load(std::memory_order_acquire);
   Shelf& shelf = shelf_of(size_class);
   LockGuard guard(shelf.lock);
-  shelf.frees += frees;
+  shelf.frees += count;
   for (size_t i = 0; i < count; ++i) {
     FreeBlock* block = blocks[i];
     heap->free_local(slab_of(segment_of(block), block), block);

@@ -25,9 +25,9 @@ namespace strata::central {
 // them; *last_zero: out[count - 1] is zero but for its link word.
 size_t take(size_t size_class, FreeBlock** out, size_t want, bool* last_zero) noexcept;
 
-// Validated blocks of the shared class (taken from here) back to their slabs; `frees` of
-// them are frees not counted yet (the others come out of a bin).
-void give(size_t size_class, FreeBlock* const* blocks, size_t count, size_t frees) noexcept;
+// Validated blocks of the shared class (taken from here) back to their slabs,
+// each counted as a remote free.
+void give(size_t size_class, FreeBlock* const* blocks, size_t count) noexcept;
 
 // Frees counted here (statistics: every free of a shared class's block is
 // a remote free, since the block belongs to no thread; those that went into

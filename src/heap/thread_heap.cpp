@@ -96,7 +96,7 @@ bool ThreadHeap::collect_remote(Slab* slab) {
 }
 
 bool ThreadHeap::carve(Slab* slab) {
-  char* from = slab->carve.load(std::memory_order_relaxed);
+  char* from = slab->carve;
   if (from >= slab->end) return false;
   size_t size = slab->block_size;
   size_t count = kCarveBytes / size;
@@ -114,7 +114,9 @@ bool ThreadHeap::carve(Slab* slab) {
   }
   if (!slab->has_free_blocks()) slab->free_is_zero = slab->fresh;
   slab->free = next;
-  slab->carve.store(from + count * size, std::memory_order_relaxed);
+  slab->carve = from + count * size;
+  size_t carved = static_cast<size_t>(slab->carve - slab->start) / size;
+  slab->carved_bound.store(block_grid_bound(carved, slab->grid_step), std::memory_order_relaxed);
   return true;
 }
 
@@ -282,7 +284,7 @@ void ThreadHeap::free_shared(size_t size_class, FreeBlock* block) noexcept {
     bin.count -= moved;
   }
   out[moved] = block;
-  central::give(size_class, out, moved + 1, /*frees=*/1);
+  central::give(size_class, out, moved + 1);
 }
 
 void ThreadHeap::after_local_free(Slab* slab) noexcept {
@@ -341,18 +343,13 @@ void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
 void ThreadHeap::flush_bin(size_t size_class) noexcept {
   Bin& bin = bins_[size_class];
   if (is_shared_class(size_class)) {
-    // Their frees were counted as they entered the bin.
-    if (bin.count != 0) central::give(size_class, bin.slots, bin.count, /*frees=*/0);
+    if (bin.count != 0) central::give(size_class, bin.slots, bin.count);
     bin.count = 0;
     return;
   }
   while (bin.count != 0) {
     FreeBlock* block = bin.slots[--bin.count];
-    Slab* slab = slab_of(segment_of(block), block);
-    // Counted when it entered the bin; its owner counts it again when it
-    // collects it.
-    if (slab->owner != this) --counters_.remote_frees;
-    free_to_slab(slab, block);
+    free_to_slab(slab_of(segment_of(block), block), block);
   }
 }
 

@@ -198,10 +198,10 @@ class ThreadHeap {
   // by the statistics code (a slightly stale value is fine). Frees need no
   // counter: frees = allocations - blocks in use (the slabs' `used`).
   struct Counters {
-    // Blocks of other heaps freed by another thread, each counted once: by
-    // the thread that freed it while the block sits in its bin (or is
-    // reused from it), else by this heap when it collects the block from a
-    // slab's remote list. So frees by threads without a heap count too.
+    // Blocks of this heap's slabs that another thread freed and that came
+    // back through a slab's remote list, counted as this heap collects
+    // them. A block another thread frees into its bin and allocates again
+    // never crosses, and is not counted.
     uint64_t remote_frees = 0;
     uint64_t refills = 0;  // trips through allocate_slow past the bin
   };
@@ -212,8 +212,6 @@ class ThreadHeap {
     int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
     return counted_[size_class] + static_cast<uint64_t>(period_[size_class] - left);
   }
-  // A free of another heap's block went into this heap's bin.
-  void count_remote_frees(uint64_t count) { counters_.remote_frees += count; }
   // Blocks of the class waiting in this heap's bin (counted as used by
   // their slabs): read by the statistics while the owner runs.
   __attribute__((no_sanitize("thread"))) uint32_t binned(size_t size_class) const {

@@ -12,6 +12,7 @@
 #define STRATA_SLAB_SLAB_H
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -48,6 +49,29 @@ inline FreeBlock* decode_next(uintptr_t encoded) {
 // and wants to hear of the next remote free (see ThreadHeap::notify_slab).
 inline constexpr uintptr_t kNotifyOwner = 1;
 
+// Block-start test without a division, one comparison for "the start of one
+// of the slab's first n blocks". With m = floor(2^40 / size) + 1 and
+// e = m * size - 2^40 (0 < e <= size), an offset = q * size + r gives
+// offset * m = q * 2^40 + (q * e + r * m). For offsets below 4 MiB and sizes
+// up to 128 KiB, q * e is below 2^22 and m at least 2^23, so the low 40 bits
+// L = q * e + r * m never carry into bit 40, and q (below 2^18) is the block
+// index. Rotating the product left by 24 gives the code (L << 24) | q:
+//   r == 0: (q * e << 24) | q, which lies in [q * step, (q + 1) * step) for
+//           step = e << 24, so below n * step exactly when q < n;
+//   r != 0: L >= m >= 2^23, so the code is at least 2^47, above every bound
+//           (n * e <= 4 MiB, so n * step <= 2^46).
+inline uint64_t block_grid_magic(uint32_t block_size) {
+  return ((uint64_t{1} << 40) / block_size) + 1;
+}
+inline uint64_t block_grid_step(uint32_t block_size) {
+  return (block_grid_magic(block_size) * block_size - (uint64_t{1} << 40)) << 24;
+}
+inline uint64_t block_grid_code(uint64_t offset, uint64_t magic) {
+  return std::rotl(offset * magic, 24);
+}
+// The bound block_grid_code() stays below for the first `blocks` blocks.
+inline uint64_t block_grid_bound(uint64_t blocks, uint64_t step) { return blocks * step; }
+
 struct Slab {
   // Three cache lines: what the owner writes on every call, what every
   // thread reads to free a block (written while the slab is empty, but for
@@ -69,6 +93,7 @@ struct Slab {
   bool listed = false;        // on the owner's list for its class
   Slab* next = nullptr;
   Slab* prev = nullptr;
+  char* carve = nullptr;  // first block never handed out: the carving cursor
 
   // --- Read by every thread; written only while no block is in use. ---
   // nullptr: not a live slab (a sentinel or retired), so a valid free never
@@ -77,16 +102,17 @@ struct Slab {
   char* start = nullptr;    // first block
   char* end = nullptr;      // start + capacity * block_size
   uint64_t grid_magic = 0;  // block_grid_magic(block_size)
-  uint64_t grid_limit = 0;  // grid_magic << 24
-  // First block never handed out: every free checks that its block lies
-  // below it. Only the owner moves it forward (when it carves, a few times in
-  // a slab's life), before handing out the blocks it passes; a thread freeing
-  // such a block got it through the program's own synchronisation, so it
-  // reads this value or a later one (hence atomic, relaxed: a plain load on
-  // x86-64). On this line rather than the owner's, the owner's free reads
-  // one line of the descriptor instead of two (glibc-thread-1t: 13% fewer
-  // first-level cache misses in callgrind, 4% less CPU time).
-  std::atomic<char*> carve{nullptr};
+  uint64_t grid_step = 0;   // block_grid_step(block_size)
+  // block_grid_bound() of the blocks carved so far: every free checks that
+  // its block is one of them. Only the owner raises it (when it carves, a
+  // few times in a slab's life), before handing out the blocks it adds; a
+  // thread freeing such a block got it through the program's own
+  // synchronisation, so it reads this value or a later one (hence atomic,
+  // relaxed: a plain load on x86-64). On this line rather than the owner's,
+  // the owner's free reads one line of the descriptor instead of two
+  // (glibc-thread-1t: 13% fewer first-level cache misses in callgrind, 4%
+  // less CPU time).
+  std::atomic<uint64_t> carved_bound{0};
   uint32_t block_size = 0;
   uint32_t capacity = 0;
   uint8_t size_class = 0;
@@ -99,17 +125,18 @@ struct Slab {
 
   // True if p is the start of a block of this slab (see block_grid_magic).
   bool is_on_grid(const void* p) const {
-    uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
-    return ((offset * grid_magic) << 24) < grid_limit && reinterpret_cast<const char*>(p) < end;
+    return grid_code(p) < block_grid_bound(capacity, grid_step);
   }
 
   // True if p is the start of a block that was handed out at some point (it
   // may be free now; the tag tells). False for every p once the slab is
-  // retired (carve == start).
+  // retired (carved_bound == 0).
   bool is_block_start(const void* p) const {
-    uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start);
-    return ((offset * grid_magic) << 24) < grid_limit &&
-           reinterpret_cast<const char*>(p) < carve.load(std::memory_order_relaxed);
+    return grid_code(p) < carved_bound.load(std::memory_order_relaxed);
+  }
+  uint64_t grid_code(const void* p) const {
+    return block_grid_code(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start),
+                           grid_magic);
   }
 
   FreeBlock* list_end() { return &end_marker_; }
@@ -120,17 +147,6 @@ struct Slab {
     return (remote_free.load(std::memory_order_relaxed) & ~kNotifyOwner) != 0;
   }
 };
-
-// Block-start test without a division. With m = floor(2^40 / size) + 1,
-// offset * m = q * 2^40 + (q * e + r * m) where offset = q * size + r and
-// 0 < e <= size. For offsets below 4 MiB and sizes up to 128 KiB, q * e is
-// below 2^22 and m at least 2^23, so the low 40 bits are below m exactly when
-// r == 0, and never carry into bit 40. (offset * m) >> 40 is the block index.
-// Shifting the product left by 24 keeps only those low 40 bits, so the test
-// is (offset * m) << 24 < m << 24.
-inline uint64_t block_grid_magic(uint32_t block_size) {
-  return ((uint64_t{1} << 40) / block_size) + 1;
-}
 
 // The descriptor every unit that belongs to no slab points to: its owner is
 // nullptr, so a free landing there fails the owner check and is diagnosed.

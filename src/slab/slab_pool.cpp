@@ -274,10 +274,11 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
   slab->block_size = info.block_size;
   slab->owner = owner;
   slab->start = start;
-  slab->carve.store(start, std::memory_order_relaxed);
+  slab->carve = start;
+  slab->carved_bound.store(0, std::memory_order_relaxed);
   slab->end = start + static_cast<size_t>(info.capacity) * info.block_size;
   slab->grid_magic = block_grid_magic(info.block_size);
-  slab->grid_limit = slab->grid_magic << 24;
+  slab->grid_step = block_grid_step(info.block_size);
   slab->free_is_zero = fresh;
   slab->fresh = fresh;
   slab->listed = false;
@@ -300,7 +301,7 @@ void release(Slab* slab) {
   LockGuard guard(g_lock);
   for (size_t unit = first; unit < first + count; ++unit) segment->unit_slab[unit] = &g_no_slab;
   slab->owner = nullptr;
-  slab->carve.store(slab->start, std::memory_order_relaxed);  // no block start any more
+  slab->carved_bound.store(0, std::memory_order_relaxed);  // no block start any more
   segment->free_units |= run;
   segment->dirty_units |= run;
   --segment->slabs_in_use;

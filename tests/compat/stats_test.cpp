@@ -144,8 +144,9 @@ TEST(StatsGet, CountsRemoteFrees) {
   strata_stats during = get();
   EXPECT_EQ(during.classes[cls].allocations, before.classes[cls].allocations + kCount);
   for (void* p : blocks) strata_free(p);
-  // The owner (parked: its thread ended) collects them when trimmed; blocks
-  // this thread's bin keeps count at once, the others when collected.
+  // The owner (parked: its thread ended) counts them as it takes them back:
+  // the trim empties this thread's bin onto their slab's remote list and
+  // has the owner collect them.
   strata_trim(0);
   strata_stats collected = get();
   EXPECT_EQ(collected.remote_frees, before.remote_frees + kCount);

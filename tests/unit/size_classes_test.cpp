@@ -50,18 +50,23 @@ TEST(SizeClasses, SlabsArePowerOfTwoUnitsHoldingEnoughBlocks) {
 }
 
 // The fixed-point test used to validate block starts must be exact for every
-// offset a slab can have: its quotient is the block index, and the fraction
-// test accepts exactly the multiples of the block size.
+// offset a slab can have and every number of blocks carved: its code is
+// below the bound for n blocks exactly at the starts of blocks 0 to n - 1.
 TEST(SizeClasses, BlockGridTestIsExactForEveryOffset) {
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     uint32_t size = kSizeClasses[cls].block_size;
     uint64_t magic = block_grid_magic(size);
+    uint64_t step = block_grid_step(size);
+    uint64_t capacity = kSizeClasses[cls].capacity;
+    const uint64_t carved[] = {0, 1, capacity / 2, capacity - 1, capacity};
     size_t limit = kSizeClasses[cls].slab_units * kUnitSize;
     for (uint64_t offset = 0; offset < limit; ++offset) {
-      uint64_t product = offset * magic;
-      ASSERT_EQ(product >> 40, offset / size) << "size " << size << " offset " << offset;
-      ASSERT_EQ((product << 24) < (magic << 24), offset % size == 0)
-          << "size " << size << " offset " << offset;
+      uint64_t code = block_grid_code(offset, magic);
+      for (uint64_t blocks : carved) {
+        ASSERT_EQ(code < block_grid_bound(blocks, step),
+                  offset % size == 0 && offset / size < blocks)
+            << "size " << size << " offset " << offset << " blocks " << blocks;
+      }
     }
   }
 }
