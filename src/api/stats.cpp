@@ -15,6 +15,7 @@
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
 #include "options/options.h"
+#include "platform/code_layout.h"
 #include "platform/os.h"
 #include "slab/segment.h"
 #include "slab/slab.h"
@@ -519,14 +520,14 @@ void print_stats(int fd) {
 // inherits a copy of its parent's heap and counters: it stays silent at
 // exit, or every subshell of a shell script would print its parent's table.
 constinit pid_t g_loaded_by = 0;
-__attribute__((constructor)) void remember_pid() { g_loaded_by = getpid(); }
+STRATA_STARTUP_CODE __attribute__((constructor)) void remember_pid() { g_loaded_by = getpid(); }
 
 // STRATA_OPTIONS=stats=1: the table on stderr when the process exits. A
 // destructor runs on exit() as on a return from main, after the program's
 // atexit handlers (and, for libstrata.so, after the libraries loaded after
 // it), so the numbers are the program's last. stats is only ever true once
 // the options were read, that is once the allocator was started.
-__attribute__((destructor)) void print_at_exit() {
+STRATA_STARTUP_CODE __attribute__((destructor)) void print_at_exit() {
   if (!strata::g_options.stats || getpid() != g_loaded_by) return;
   strata::os::ErrnoGuard keep_errno;
   print_stats(STDERR_FILENO);

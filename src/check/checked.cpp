@@ -15,6 +15,7 @@
 #include "check/report.h"
 #include "check/stack.h"
 #include "options/options.h"
+#include "platform/code_layout.h"
 #include "platform/lock.h"
 #include "platform/os.h"
 
@@ -482,13 +483,13 @@ void fork_child() {
   g_quarantine_lock.reset_after_fork();
 }
 
-// What may allocate (pthread_atfork, pthread_key_create) is done on the
+// What may allocate (at_fork, pthread_key_create) is done on the
 // first allocation, outside every lock.
 void setup() {
   if (g_atfork_registered.load(std::memory_order_relaxed) || g_atfork_registered.exchange(true)) {
     return;
   }
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  os::at_fork(fork_prepare, fork_parent, fork_child);
   if (pthread_key_create(&g_exit_key, on_thread_exit) == 0) {
     g_setup_done.store(true, std::memory_order_release);
   }
@@ -534,7 +535,7 @@ bool family_matches(Origin origin, Release kind) {
   return kind == Release::kFree;
 }
 
-void latch() {
+STRATA_STARTUP_CODE void latch() {
   if (g_latched) return;
   g_latched = true;
   g_enabled = g_options.check != 0 || g_options.leaks || g_options.quarantine_bytes != 0;
@@ -831,7 +832,7 @@ constexpr size_t kMaxSites = 1024;
 constexpr size_t kSitesShown = 32;
 constinit LeakSite g_sites[kMaxSites] = {};
 
-__attribute__((destructor)) void report_leaks() {
+STRATA_STARTUP_CODE __attribute__((destructor)) void report_leaks() {
   if (!g_enabled || !g_options.leaks) return;
   size_t sites = 0, blocks = 0, bytes = 0;
   {

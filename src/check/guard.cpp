@@ -10,12 +10,14 @@
 #include "check/report.h"
 #include "check/stack.h"
 #include "options/options.h"
+#include "platform/code_layout.h"
 #include "platform/lock.h"
 #include "platform/os.h"
 
 namespace strata::guard {
 
 constinit Region g_region;
+constinit uint32_t g_rate = 0;
 
 namespace {
 
@@ -37,7 +39,6 @@ constexpr uint8_t kSlackByte = 0xcb;
 constexpr size_t kSampledSlots = 1024;
 constexpr size_t kAllSlots = 16384;
 
-constinit uint32_t g_rate = 0;
 constinit size_t g_page = 4096;
 constinit size_t g_stride = 0;  // data (kMaxSize) + one guard page
 constinit bool g_left = false;  // guard_left: blocks at the start of their slot
@@ -159,9 +160,7 @@ void on_fault(int signal, siginfo_t* info, void* context) {
 
 }  // namespace
 
-bool guards_everything() { return g_rate == 1; }
-
-void latch() {
+STRATA_STARTUP_CODE void latch() {
   static constinit bool latched = false;
   if (latched) return;
   latched = true;
@@ -192,12 +191,10 @@ uint64_t allocations() {
   return g_allocations;
 }
 
-uint32_t sample_rate() { return g_rate > 1 ? g_rate : 0; }
-
 void* allocate(size_t size, size_t alignment, bool zero, check::Origin origin, check::Site site) {
   if (size > kMaxSize || alignment > g_page) return nullptr;
   if (!g_atfork_registered.load(std::memory_order_relaxed) && !g_atfork_registered.exchange(true)) {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    os::at_fork(fork_prepare, fork_parent, fork_child);
   }
   size_t slot;
   {

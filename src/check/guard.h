@@ -27,6 +27,8 @@ struct Region {
   uintptr_t end = 0;
 };
 extern constinit Region g_region;
+// guard_sample_rate once the region exists, else 0.
+extern constinit uint32_t g_rate;
 
 // True while the region exists (decided once at start-up, by latch()).
 inline bool enabled() { return g_region.begin != 0; }
@@ -37,7 +39,7 @@ inline bool owns(const void* p) {
 }
 
 // Every allocation is guarded (guard_sample_rate=1): the fast paths are off.
-bool guards_everything();
+inline bool guards_everything() { return g_rate == 1; }
 
 // Reserves the region and installs the signal handler if the options ask
 // for it. Once, at start-up.
@@ -49,7 +51,7 @@ inline constexpr size_t kMaxSize = 16 * 1024;
 // N of guard_sample_rate=N when one allocation in N is sampled, else 0. The
 // thread heaps count allocations and pick the samples (ThreadHeap::
 // sample_pending); the API's slow path guards them.
-uint32_t sample_rate();
+inline uint32_t sample_rate() { return g_rate > 1 ? g_rate : 0; }
 
 // Guarded blocks handed out so far.
 uint64_t allocations();

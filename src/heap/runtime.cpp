@@ -219,8 +219,8 @@ void initialize() {
   pthread_key_create(&g_thread_key, on_thread_exit);
   update_fast_path();
   g_state.store(kReady, std::memory_order_release);
-  // pthread_atfork may allocate, so it comes after the allocator is ready.
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  // at_fork may allocate, so it comes after the allocator is ready.
+  os::at_fork(fork_prepare, fork_parent, fork_child);
 }
 
 }  // namespace
@@ -288,3 +288,9 @@ void for_each_heap(void (*visit)(const ThreadHeap*, void*), void* context) {
 
 }  // namespace runtime
 }  // namespace strata
+
+// DT_FINI of libstrata.so (see "Code layout" in src/CMakeLists.txt). The C
+// runtime's _fini does nothing, but it lies after all of the code, so calling
+// it at exit would map the last 64 KiB window of the code in every process.
+// Destructors run from .fini_array either way.
+extern "C" __attribute__((visibility("hidden"))) void strata_fini() {}

@@ -355,7 +355,7 @@ void set_bits(uint64_t* bits, size_t from, size_t to, bool value) {
 size_t count_bits(const uint64_t* bits, size_t from, size_t to) {
   size_t n = 0;
   for_each_word(from, to, [&](size_t word, uint64_t mask) {
-    n += static_cast<size_t>(__builtin_popcountll(bits[word] & mask));
+    n += static_cast<size_t>(os::bit_count(bits[word] & mask));
   });
   return n;
 }

@@ -102,6 +102,20 @@ void random_bytes(void* out, size_t size);
 // Writes all of buf to fd, retrying on EINTR; no allocation.
 void write_all(int fd, const char* buf, size_t size);
 
+// pthread_atfork: handlers run around fork() (may allocate).
+void at_fork(void (*prepare)(), void (*parent)(), void (*child)());
+
+// The number of bits set in x. Without -mpopcnt (x86-64's baseline has no
+// POPCNT) __builtin_popcountll is a call into libgcc, which the link places
+// after all of libstrata.so's code, away from the code every program runs
+// (see "Code layout" in src/CMakeLists.txt).
+inline unsigned bit_count(uint64_t x) {
+  x -= (x >> 1) & 0x5555555555555555;
+  x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0f;
+  return static_cast<unsigned>((x * 0x0101010101010101) >> 56);
+}
+
 }  // namespace strata::os
 
 #endif  // STRATA_PLATFORM_OS_H

@@ -196,4 +196,16 @@ void write_all(int fd, const char* buf, size_t size) {
   }
 }
 
+// pthread_atfork is a static stub in libc_nonshared.a that forwards to this
+// libc function with the library's handle (so that dlclose removes the
+// handlers); the link would place the stub after all of libstrata.so's code
+// (see "Code layout" in src/CMakeLists.txt), so strata calls libc directly.
+extern "C" int __register_atfork(void (*prepare)(), void (*parent)(), void (*child)(),
+                                 void* dso_handle);
+extern "C" void* __dso_handle;
+
+void at_fork(void (*prepare)(), void (*parent)(), void (*child)()) {
+  __register_atfork(prepare, parent, child, &__dso_handle);
+}
+
 }  // namespace strata::os

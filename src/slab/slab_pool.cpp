@@ -135,7 +135,7 @@ Segment* create_segment() {
 // go when they are at the top of the break (a live segment above pins them);
 // otherwise their memory is purged and the address space kept.
 void destroy_segment(Segment* segment) {
-  size_t dirty = static_cast<size_t>(__builtin_popcountll(segment->dirty_units)) * kUnitSize;
+  size_t dirty = static_cast<size_t>(os::bit_count(segment->dirty_units)) * kUnitSize;
   if (segment->from_brk) {
     char* top = static_cast<char*>(os::sbrk(0));
     if (top != reinterpret_cast<char*>(segment) + kSegmentSize) return;
@@ -258,7 +258,7 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
     }
     segment->committed_units |= run;
   }
-  size_t dirty = static_cast<size_t>(__builtin_popcountll(segment->dirty_units & run));
+  size_t dirty = static_cast<size_t>(os::bit_count(segment->dirty_units & run));
   g_dirty_bytes -= dirty * kUnitSize;
   g_slab_bytes += bytes;
   if (g_slab_bytes + g_dirty_bytes > g_peak_bytes) g_peak_bytes = g_slab_bytes + g_dirty_bytes;
@@ -356,7 +356,7 @@ Usage usage() {
   u.peak_bytes = g_peak_bytes;
   for (Segment* segment = g_segments; segment != nullptr; segment = segment->next) {
     uint64_t dirty = segment->dirty_units;
-    u.dirty_runs += static_cast<size_t>(__builtin_popcountll(dirty & ~(dirty << 1)));
+    u.dirty_runs += static_cast<size_t>(os::bit_count(dirty & ~(dirty << 1)));
   }
   return u;
 }
