@@ -527,7 +527,7 @@ def run_workloads(ctx, workloads, records, failures):
         w.setup(ctx)
         reference = None
         for rnd in range(ctx.rounds):
-            for name, lib in ctx.allocators.items():
+            for name, lib in round_order(ctx.allocators, rnd):
                 rundir = ctx.work_dir / ("%s.%s.%d" % (safe(w.name), name, rnd))
                 shutil.rmtree(rundir, ignore_errors=True)
                 rundir.mkdir(parents=True)
@@ -547,6 +547,17 @@ def run_workloads(ctx, workloads, records, failures):
                     failures.append(rec)
                 log("%-18s %-9s round %d  %8.3f s wall %8.3f s cpu %8.1f MiB  %s" % (
                     w.name, name, rnd + 1, m.wall, m.cpu, m.maxrss_kib / 1024, m.status))
+
+
+def round_order(allocators, rnd):
+    """The allocators in the order round `rnd` runs them: rotated by one place
+    each round, so that a drift within a round (git's time grew by half from
+    the first allocator of a round to the last in some runs) does not always
+    fall on the same allocator. Round 0 keeps the given order (glibc first:
+    its output is the reference)."""
+    items = list(allocators.items())
+    shift = rnd % len(items)
+    return items[shift:] + items[:shift]
 
 
 def safe(name):
