@@ -24,9 +24,11 @@ void free_slow(void* p, const char* function) noexcept;
 // going through the API's slow path, which is left for the first call of a
 // thread, debugging features (a sampled allocation) and running out of
 // memory. Out of line, so that the fast paths keep no registers for it;
-// `slow` is the caller's slow path.
+// `slow` is the caller's slow path. `slow` comes first: what it captures
+// (malloc's size) is then passed in the register it arrived in, with no
+// move on the fast path.
 template <typename Slow>
-[[gnu::noinline]] void* refill_or(ThreadHeap* heap, size_t size_class, Slow slow) noexcept {
+[[gnu::noinline]] void* refill_or(Slow slow, size_t size_class, ThreadHeap* heap) noexcept {
   if (heap != &g_empty_heap && !heap->sample_pending(size_class)) {
     if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
   }
@@ -39,7 +41,7 @@ template <typename Slow>
 [[gnu::always_inline]] inline void* take_or(size_t size_class, Slow slow) noexcept {
   ThreadHeap* heap = tls_heap;
   if (FreeBlock* block = heap->pop(size_class)) return block;
-  return refill_or(heap, size_class, slow);
+  return refill_or(slow, size_class, heap);
 }
 
 // The fast path of every small allocation (malloc, operator new). `slow()`
