@@ -88,7 +88,7 @@ template <typename Slow>
     ThreadHeap* heap = tls_heap;
     auto* block = static_cast<FreeBlock*>(p);
     if (slab->is_block_start(p) && block->tag != heap->tag_of(block)) {
-      if (__builtin_expect(heap->push_bin(slab->size_class, block), 1)) return;
+      if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
       return heap->free_to_slab(slab, block);
     }
   }

@@ -245,6 +245,7 @@ FreeBlock* ThreadHeap::refill_new(size_t size_class) noexcept {
     current_[size_class] = &g_no_slab;
     return nullptr;
   }
+  slab->bin_offset = bin_offset(size_class);
   link(slab, /*at_back=*/false);
   current_[size_class] = slab;
   carve(slab);
