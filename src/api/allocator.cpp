@@ -117,9 +117,9 @@ void release_small(Slab* slab, void* p) {
 namespace {
 
 // Check mode without guards: the exported functions' slow paths go straight
-// to the check-mode functions (allocator_debug.cpp). The modes are latched at start-up, so
-// they are read after it (a thread's first call may race with another
-// thread's start-up).
+// to the check-mode functions (allocator_debug.cpp). The modes are latched
+// at start-up, so they are read after it (a thread's first call may race
+// with another thread's start-up).
 inline bool checking_only() {
   runtime::ensure_ready();
   return check::enabled() && !guard::enabled();

@@ -10,6 +10,9 @@ namespace strata {
 
 constinit ThreadHeap g_empty_heap;
 
+// Slab::bin_offset holds a bin's offset in a heap in 16 bits.
+static_assert(sizeof(ThreadHeap) <= UINT16_MAX);
+
 namespace {
 
 // Carving links a page's worth of fresh blocks at a time, but at least
@@ -115,8 +118,10 @@ bool ThreadHeap::carve(Slab* slab) {
   if (!slab->has_free_blocks()) slab->free_is_zero = slab->fresh;
   slab->free = next;
   slab->carve = from + count * size;
-  size_t carved = static_cast<size_t>(slab->carve - slab->start) / size;
-  slab->carved_bound.store(block_grid_bound(carved, slab->grid_step), std::memory_order_relaxed);
+  // Only the owner writes it: no read-modify-write needed.
+  uint64_t bound = slab->carved_bound.load(std::memory_order_relaxed);
+  slab->carved_bound.store(bound + block_grid_bound(count, slab->grid_step),
+                           std::memory_order_relaxed);
   return true;
 }
 
@@ -245,7 +250,7 @@ FreeBlock* ThreadHeap::refill_new(size_t size_class) noexcept {
     current_[size_class] = &g_no_slab;
     return nullptr;
   }
-  slab->bin_offset = bin_offset(size_class);
+  slab->bin_offset = static_cast<uint16_t>(bin_offset(size_class));
   link(slab, /*at_back=*/false);
   current_[size_class] = slab;
   carve(slab);
