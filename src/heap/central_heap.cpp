@@ -33,7 +33,7 @@ ThreadHeap* central_heap() {
   if (heap == nullptr) {
     void* memory = os::map(sizeof(ThreadHeap));
     if (memory == nullptr) return nullptr;
-    heap = new (memory) ThreadHeap();
+    heap = new (memory) ThreadHeap(ThreadHeap::OnZeroedMemory{});
     heap->adopt_secrets();
     g_heap.store(heap, std::memory_order_release);
   }

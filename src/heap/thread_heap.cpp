@@ -169,6 +169,7 @@ void ThreadHeap::start_sampling(uint32_t rate, size_t max_size) {
   sample_random_ = (reinterpret_cast<uintptr_t>(this) ^ keys_.tag_key) | 1;
   sample_pending_ = false;
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
+    if (!class_started(cls)) continue;  // next_period() starts it
     counted_[cls] = allocations(cls);
     period_[cls] = bins_[cls].countdown = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
   }
@@ -184,6 +185,8 @@ int64_t ThreadHeap::draw_period() {
 }
 
 void ThreadHeap::next_period(size_t size_class) {
+  // The class's first allocation in this heap opens its bin.
+  if (!class_started(size_class)) bins_[size_class].limit = bins_on_ ? bin_limit(size_class) : 0;
   // A count of -1 is an allocation pop() did not serve: it is counted where
   // it is served (by pop() again, unless it is guarded).
   int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
@@ -349,7 +352,8 @@ void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
 void ThreadHeap::flush_bin(size_t size_class) noexcept {
   Bin& bin = bins_[size_class];
   if (is_shared_class(size_class)) {
-    if (bin.count != 0) central::give(size_class, bin.slots, bin.count);
+    if (bin.count == 0) return;  // not written: it may never have been
+    central::give(size_class, bin.slots, bin.count);
     bin.count = 0;
     return;
   }

@@ -44,10 +44,15 @@ namespace strata {
 
 class ThreadHeap {
  public:
-  constexpr ThreadHeap() {
-    for (auto& slab : current_) slab = &g_no_slab;
-    for (auto& period : period_) period = kEndlessPeriod;
-  }
+  // The empty heap, constant-initialised: bins off and empty.
+  constexpr ThreadHeap() : bins_{} { start_empty(); }
+  // A heap placed in memory that reads as zero (fresh from the kernel). Its
+  // bins are left as they are, all-zero: a class's bin is first written when
+  // the class first allocates (next_period()), so the pages that hold only
+  // the bins of classes a thread never uses stay untouched (8-12 KiB of the
+  // heap's 15 in a program using a few classes).
+  struct OnZeroedMemory {};
+  explicit ThreadHeap(OnZeroedMemory) { start_empty(); }
 
   // Fast path: a block of class `size_class`, from its bin, else from the
   // current slab; nullptr when both are empty, when the slab list head's
@@ -151,7 +156,9 @@ class ThreadHeap {
   // Sizes the bins of a heap taken into use; `enabled` false (glibc's
   // tcache_count=0 or tcache_max=0) turns them off. The empty heap's stay off.
   void start_bins(bool enabled) {
-    for (size_t cls = 0; cls < kNumClasses; ++cls) bins_[cls].limit = enabled ? bin_limit(cls) : 0;
+    bins_on_ = enabled;
+    for (size_t cls = 0; cls < kNumClasses; ++cls)
+      if (class_started(cls)) bins_[cls].limit = enabled ? bin_limit(cls) : 0;
   }
 
   // Slow paths.
@@ -165,6 +172,7 @@ class ThreadHeap {
   // release: how the central heap (heap/central_heap.h) allocates, one class
   // at a time under that class's lock, its bins off.
   FreeBlock* take_block(size_t size_class) noexcept {
+    if (bins_[size_class].countdown <= 0) next_period(size_class);  // the first call
     if (FreeBlock* block = pop(size_class)) return block;
     FreeBlock* block;
     return refill_listed(size_class, &block) ? block : refill_new(size_class);
@@ -275,11 +283,12 @@ class ThreadHeap {
   static constexpr size_t kBinBytes = 256 * 1024;
   // A class's bin, and its allocation count, which pop() decrements on
   // either path: one line for both.
+  // No member initialisers: a heap on zeroed memory leaves its bins unwritten.
   struct alignas(64) Bin {
-    int64_t countdown = kEndlessPeriod;  // allocations left in the counting period
-    uint64_t count = 0;                  // 64-bit: it indexes slots without a widening move
-    uint64_t limit = 0;
-    FreeBlock* slots[kBinSlots] = {};
+    int64_t countdown;  // allocations left in the counting period
+    uint64_t count;     // 64-bit: it indexes slots without a widening move
+    uint64_t limit;
+    FreeBlock* slots[kBinSlots];
   };
   static constexpr uint32_t bin_limit(size_t size_class) {
     size_t blocks = kBinBytes / kSizeClasses[size_class].block_size;
@@ -301,10 +310,16 @@ class ThreadHeap {
     return *reinterpret_cast<Bin*>(at);
   }
   Bin& bin_of(size_t size_class) { return bin_at(bin_offset(size_class)); }
+  constexpr void start_empty() {
+    for (auto& slab : current_) slab = &g_no_slab;
+  }
+  // A class is started by its first allocation in this heap (next_period());
+  // before that its bin is all zero: no limit, no count, a countdown of 0.
+  bool class_started(size_t size_class) const { return period_[size_class] != 0; }
+
   Secrets keys_ = {0, 0};  // copy of g_secrets
   Counters counters_;
   Slab* current_[kNumClasses] = {};
-  Bin bins_[kNumClasses] = {};
   struct SlabList {
     Slab* head = nullptr;
     Slab* tail = nullptr;
@@ -322,6 +337,9 @@ class ThreadHeap {
   // Idle classes (see release_idle_classes()).
   int64_t countdown_seen_[kNumClasses] = {};  // each class's countdown at the last check
   uint64_t idle_window_start_ = 0;            // counters_.refills at the last check
+  bool bins_on_ = false;                      // bins open with their limit (start_bins())
+  // Last, on pages of their own but for the first few: see OnZeroedMemory.
+  Bin bins_[kNumClasses];
 };
 
 // The heap of threads that have not allocated yet: every current slab is the

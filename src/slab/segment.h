@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 #include "sizeclass/size_classes.h"
 #include "slab/slab.h"
@@ -31,7 +32,6 @@ static_assert(kUnitsPerSegment == 64, "unit masks are 64-bit words");
 
 struct Segment {
   Slab* unit_slab[kUnitsPerSegment];  // the slab covering each unit, or &g_no_slab
-  Slab slabs[kUnitsPerSegment];       // descriptor of the slab starting at unit i
   uint64_t free_units = 0;            // units in no slab (bit 0, the header, never)
   uint64_t dirty_units = 0;           // free units that may still hold resident memory
   uint64_t aged_dirty_units = 0;      // dirty already at the last purge tick
@@ -42,6 +42,20 @@ struct Segment {
   uint32_t slabs_in_use = 0;
 
   char* unit_address(size_t unit) { return reinterpret_cast<char*>(this) + unit * kUnitSize; }
+
+  // The descriptor of a slab starting at `unit`, built where it lives each
+  // time a slab starts there (slab_pool::allocate). Creating the segment
+  // writes none of them, and the fields above come first: a program with a
+  // few slabs keeps one page of the header resident instead of four (the
+  // 64 descriptors take 12 KiB).
+  Slab* new_slab_at(size_t unit) { return new (&descriptors_[unit]) Slab(); }
+
+ private:
+  union Descriptor {
+    Descriptor() {}
+    Slab slab;
+  };
+  Descriptor descriptors_[kUnitsPerSegment];
 };
 
 inline Segment* segment_of(const void* p) {

@@ -111,7 +111,9 @@ Segment* create_segment() {
     os::release(memory, kSegmentSize);
     return nullptr;
   }
-  Segment* segment = new (memory) Segment();
+  // Default-initialised, not value-initialised: "()" would zero the whole
+  // header, descriptors included, first.
+  Segment* segment = new (memory) Segment;
   for (auto& slab : segment->unit_slab) slab = &g_no_slab;
   segment->free_units = kSlabUnitsMask;
   segment->from_brk = from_brk;
@@ -268,27 +270,20 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
   segment->aged_dirty_units &= ~run;
   ++segment->slabs_in_use;
 
-  Slab* slab = &segment->slabs[first];
-  slab->free = slab->list_end();
-  slab->used = 0;
+  Slab* slab = segment->new_slab_at(first);
   slab->block_size = info.block_size;
   slab->owner = owner;
   slab->start = start;
   slab->carve = start;
-  slab->carved_bound.store(0, std::memory_order_relaxed);
   slab->end = start + static_cast<size_t>(info.capacity) * info.block_size;
   slab->grid_magic = block_grid_magic(info.block_size);
   slab->grid_step = block_grid_step(info.block_size);
   slab->free_is_zero = fresh;
   slab->fresh = fresh;
-  slab->listed = false;
   slab->size_class = static_cast<uint8_t>(size_class);
   slab->units = static_cast<uint8_t>(info.slab_units);
   slab->first_unit = static_cast<uint8_t>(first);
   slab->capacity = info.capacity;
-  slab->next = slab->prev = nullptr;
-  slab->next_notified = nullptr;
-  slab->remote_free.store(0, std::memory_order_relaxed);
   for (size_t unit = first; unit < first + info.slab_units; ++unit) segment->unit_slab[unit] = slab;
   return slab;
 }
