@@ -303,7 +303,7 @@ void* pvalloc(size_t size) noexcept {
   return aligned(page, rounded == 0 ? page : rounded);
 }
 
-size_t usable_size(const void* p) noexcept {
+size_t usable_size_slow(const void* p) noexcept {
   if (p == nullptr) return 0;
   runtime::ensure_ready();
   if (guard::owns(p)) {

@@ -73,6 +73,22 @@ template <typename Slow>
   return slow();
 }
 
+// The slab of p if p is a live block of some thread's slab, found without
+// a lock; nullptr for everything else (then the caller's slow path sorts it
+// out: large blocks, foreign pointers, double frees, check mode).
+[[gnu::always_inline]] inline Slab* live_block_slab(const void* p,
+                                                    const ThreadHeap* heap) noexcept {
+  uintptr_t index = SegmentMap::index_of(p);
+  if (__builtin_expect(index < __atomic_load_n(&g_fast.free_index_limit, __ATOMIC_RELAXED) &&
+                           g_segment_map.contains_index(index),
+                       1)) {
+    Slab* slab = slab_of(segment_of(p), p);
+    if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->tag_of(p))
+      return slab;
+  }
+  return nullptr;
+}
+
 // The fast path of every free (free, operator delete): a valid, live block
 // of any thread's slab goes into this thread's class bin, without a branch
 // on whose slab it is (a program that frees others' blocks half the time,
@@ -80,17 +96,11 @@ template <typename Slow>
 // `slow()` handles everything else.
 template <typename Slow>
 [[gnu::always_inline]] inline void free_with(void* p, Slow slow) noexcept {
-  uintptr_t index = SegmentMap::index_of(p);
-  if (__builtin_expect(index < __atomic_load_n(&g_fast.free_index_limit, __ATOMIC_RELAXED) &&
-                           g_segment_map.contains_index(index),
-                       1)) {
-    Slab* slab = slab_of(segment_of(p), p);
-    ThreadHeap* heap = tls_heap;
+  ThreadHeap* heap = tls_heap;
+  if (Slab* slab = live_block_slab(p, heap)) {
     auto* block = static_cast<FreeBlock*>(p);
-    if (slab->is_block_start(p) && block->tag != heap->tag_of(block)) {
-      if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
-      return heap->free_to_slab(slab, block);
-    }
+    if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
+    return heap->free_to_slab(slab, block);
   }
   return slow();
 }
@@ -138,7 +148,13 @@ void* aligned_alloc(size_t alignment, size_t size) noexcept;
 void* memalign(size_t alignment, size_t size) noexcept;
 void* valloc(size_t size) noexcept;
 void* pvalloc(size_t size) noexcept;
-size_t usable_size(const void* p) noexcept;
+size_t usable_size_slow(const void* p) noexcept;
+// malloc_usable_size: programs that count their memory (redis) call it on
+// every allocation and free.
+inline size_t usable_size(const void* p) noexcept {
+  if (Slab* slab = live_block_slab(p, tls_heap)) return slab->block_size;
+  return usable_size_slow(p);
+}
 // free with the size (and alignment) the caller believes the block has.
 void free_sized(void* p, size_t size) noexcept;
 void free_aligned_sized(void* p, size_t alignment, size_t size) noexcept;
