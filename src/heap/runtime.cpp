@@ -47,10 +47,7 @@ thread_local unsigned tls_slow_calls = 0;
 
 ThreadHeap* new_heap_locked() {
   constexpr size_t kArenaChunk = 256 * 1024;
-  // Each heap on pages of its own, so that the bins a heap never writes
-  // (see ThreadHeap::OnZeroedMemory) share no page with a neighbour's.
-  size_t page = os::g_caps.page_size;
-  size_t need = (sizeof(ThreadHeap) + page - 1) & ~(page - 1);
+  size_t need = (sizeof(ThreadHeap) + 63) & ~size_t{63};
   if (g_heap_arena_left < need) {
     auto* chunk = static_cast<char*>(os::map(kArenaChunk));
     if (chunk == nullptr) return nullptr;

@@ -49,8 +49,8 @@ class ThreadHeap {
   // A heap placed in memory that reads as zero (fresh from the kernel). Its
   // bins are left as they are, all-zero: a class's bin is first written when
   // the class first allocates (next_period()), so the pages that hold only
-  // the bins of classes a thread never uses stay untouched (8-12 KiB of the
-  // heap's 15 in a program using a few classes).
+  // the bins of classes a thread never uses stay untouched (the bins take 12
+  // KiB of the heap's 15).
   struct OnZeroedMemory {};
   explicit ThreadHeap(OnZeroedMemory) { start_empty(); }
 
@@ -320,6 +320,10 @@ class ThreadHeap {
   Secrets keys_ = {0, 0};  // copy of g_secrets
   Counters counters_;
   Slab* current_[kNumClasses] = {};
+  // Where they were before they were left unwritten: with the bins at the
+  // end of the heap and heaps page-aligned, glibc-thread-1t took 3.5% more
+  // CPU time (callgrind: 4% more first-level misses, in push_bin and pop).
+  Bin bins_[kNumClasses];
   struct SlabList {
     Slab* head = nullptr;
     Slab* tail = nullptr;
@@ -338,8 +342,6 @@ class ThreadHeap {
   int64_t countdown_seen_[kNumClasses] = {};  // each class's countdown at the last check
   uint64_t idle_window_start_ = 0;            // counters_.refills at the last check
   bool bins_on_ = false;                      // bins open with their limit (start_bins())
-  // Last, on pages of their own but for the first few: see OnZeroedMemory.
-  Bin bins_[kNumClasses];
 };
 
 // The heap of threads that have not allocated yet: every current slab is the

@@ -4,6 +4,8 @@
 // release of idle classes.
 #include <gtest/gtest.h>
 #include <strata/strata.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -105,7 +107,8 @@ TEST(Core, BinsOfAnExitingThreadGoBackToTheirSlabs) {
   std::vector<void*> blocks(16);
   for (auto& b : blocks) b = strata_malloc(kSize);
   std::thread other([&] {
-    strata_free(strata_malloc(16));  // a heap of its own, and so bins
+    // A heap of its own, whose bin of the class opens with this allocation.
+    strata_free(strata_malloc(kSize));
     for (void* b : blocks) strata_free(b);
   });
   other.join();
@@ -204,7 +207,9 @@ TEST(Core, TcacheCountZeroTurnsTheBinsOff) {
   void* mine = strata_malloc(200);
   void* theirs = nullptr;
   std::thread other([&] {
-    strata_free(strata_malloc(16));  // a heap of its own, taken into use now
+    // A heap of its own, taken into use now; with bins, its bin of the class
+    // would open here and take `mine` next.
+    strata_free(strata_malloc(200));
     strata_free(mine);
     theirs = strata_malloc(200);
   });
@@ -212,6 +217,53 @@ TEST(Core, TcacheCountZeroTurnsTheBinsOff) {
   ASSERT_EQ(strata_option_set("tcache_count", old), 0);
   EXPECT_NE(theirs, mine);
   strata_free(theirs);
+}
+
+// A heap built on zeroed memory writes a class's bin only once the class
+// allocates: a thread using a few classes leaves the pages holding only the
+// other classes' bins untouched.
+TEST(Core, AHeapWritesOnlyTheBinsOfTheClassesItUses) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = (sizeof(ThreadHeap) + page - 1) & ~(page - 1);
+  const size_t last = bytes / page - 1;
+  ASSERT_GE(last, 3u);  // two pages of nothing but bins at least
+  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(memory, MAP_FAILED);
+  auto* heap = new (memory) ThreadHeap(ThreadHeap::OnZeroedMemory{});
+  heap->adopt_secrets();
+  heap->start_sampling(0, 0);
+  heap->start_bins(true);
+  auto resident = [&] {
+    std::vector<unsigned char> pages(last + 1);
+    EXPECT_EQ(mincore(memory, bytes, pages.data()), 0);
+    std::vector<bool> out;
+    for (unsigned char p : pages) out.push_back((p & 1) != 0);
+    return out;
+  };
+  // The constructor writes the fields around the bins, on the first and last
+  // pages, and none between.
+  std::vector<bool> before = resident();
+  for (size_t i = 1; i < last; ++i) EXPECT_FALSE(before[i]) << "page " << i;
+
+  // A class in the middle: its bin lies on a page of bins only.
+  const size_t size_class = kNumClasses / 2;
+  FreeBlock* block = heap->allocate_slow(size_class);
+  ASSERT_NE(block, nullptr);
+  Slab* slab = slab_of(segment_of(block), block);
+  const size_t first_bin_page = slab->bin_offset / page;
+  const size_t last_bin_page = (slab->bin_offset + 255) / page;
+  ASSERT_GT(first_bin_page, 0u);
+  ASSERT_LT(last_bin_page, last);
+  std::vector<bool> after = resident();
+  for (size_t i = 1; i < last; ++i) {
+    EXPECT_EQ(after[i], i >= first_bin_page && i <= last_bin_page) << "page " << i;
+  }
+  // Its bin opened: the block goes back into it.
+  EXPECT_TRUE(heap->push_bin(slab->bin_offset, block));
+
+  heap->release_unused();
+  EXPECT_EQ(slabs_of(heap, size_class), 0u);
+  munmap(memory, bytes);
 }
 
 // A calloc served from a fresh slab must read as zero everywhere even though
