@@ -31,15 +31,21 @@ inline constexpr size_t kUnitsPerSegment = kSegmentSize / kUnitSize;  // 64
 static_assert(kUnitsPerSegment == 64, "unit masks are 64-bit words");
 
 struct Segment {
-  Slab* unit_slab[kUnitsPerSegment];  // the slab covering each unit, or &g_no_slab
-  uint64_t free_units = 0;            // units in no slab (bit 0, the header, never)
-  uint64_t dirty_units = 0;           // free units that may still hold resident memory
-  uint64_t aged_dirty_units = 0;      // dirty already at the last purge tick
-  uint64_t committed_units = 0;       // explicit-commit mode: units now committed
-  Segment* next = nullptr;            // in the pool's segment list
+  // The pool's fields (under its lock) take the first line: every address
+  // the kernel or the slabs align to a page shares that line's cache set
+  // (the blocks of 4, 8, 16 and 32 KiB, every slab's first block), so it is
+  // kept for cold data. The unit table, which every free reads, in the first
+  // line had 60% more first-level misses there in callgrind (glibc-thread-1t:
+  // 347,000 against 218,000, 2% of all; CPU time 1.4% more).
+  uint64_t free_units = 0;        // units in no slab (bit 0, the header, never)
+  uint64_t dirty_units = 0;       // free units that may still hold resident memory
+  uint64_t aged_dirty_units = 0;  // dirty already at the last purge tick
+  uint64_t committed_units = 0;   // explicit-commit mode: units now committed
+  Segment* next = nullptr;        // in the pool's segment list
   Segment* prev = nullptr;
   bool from_brk = false;  // carved from the data segment rather than mmap
   uint32_t slabs_in_use = 0;
+  alignas(64) Slab* unit_slab[kUnitsPerSegment];  // the slab covering each unit, or &g_no_slab
 
   char* unit_address(size_t unit) { return reinterpret_cast<char*>(this) + unit * kUnitSize; }
 
