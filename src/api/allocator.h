@@ -99,7 +99,7 @@ template <typename Slow>
   ThreadHeap* heap = tls_heap;
   if (Slab* slab = live_block_slab(p, heap)) {
     auto* block = static_cast<FreeBlock*>(p);
-    if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
+    if (__builtin_expect(heap->push_bin(bin_offset_of(segment_of(p), p), block), 1)) return;
     return heap->free_to_slab(slab, block);
   }
   return slow();

@@ -10,7 +10,7 @@ namespace strata {
 
 constinit ThreadHeap g_empty_heap;
 
-// Slab::bin_offset holds a bin's offset in a heap in 16 bits.
+// Segment::unit_bin holds a bin's offset in a heap in 16 bits.
 static_assert(sizeof(ThreadHeap) <= UINT16_MAX);
 
 namespace {
@@ -248,12 +248,11 @@ bool ThreadHeap::refill_listed(size_t size_class, FreeBlock** block) noexcept {
 }
 
 FreeBlock* ThreadHeap::refill_new(size_t size_class) noexcept {
-  Slab* slab = slab_pool::allocate(size_class, this);
+  Slab* slab = slab_pool::allocate(size_class, this, static_cast<uint16_t>(bin_offset(size_class)));
   if (slab == nullptr) {
     current_[size_class] = &g_no_slab;
     return nullptr;
   }
-  slab->bin_offset = static_cast<uint16_t>(bin_offset(size_class));
   link(slab, /*at_back=*/false);
   current_[size_class] = slab;
   carve(slab);

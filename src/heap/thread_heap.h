@@ -104,7 +104,7 @@ class ThreadHeap {
   }
 
   // Fast path of a free by this thread, of a validated block (this heap's
-  // or another's) whose class's bin lies at `offset` (Slab::bin_offset):
+  // or another's) whose class's bin lies at `offset` (Segment::unit_bin):
   // into that bin, tagged free. False when the bin is full (the caller frees
   // it to its slab). Budget: about 7 instructions.
   bool push_bin(size_t offset, FreeBlock* block) {

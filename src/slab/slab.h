@@ -118,9 +118,6 @@ struct Slab {
   uint8_t size_class = 0;
   uint8_t units = 0;
   uint8_t first_unit = 0;
-  // Where every thread heap keeps this class's bin (ThreadHeap::
-  // bin_offset): free reaches the bin with one add.
-  uint16_t bin_offset = 0;
 
   // --- Shared with other threads. ---
   alignas(64) std::atomic<uintptr_t> remote_free{0};  // FreeBlock* | kNotifyOwner

@@ -240,7 +240,7 @@ bool find_units(size_t count, Segment** out_segment, size_t* out_first) {
 
 }  // namespace
 
-Slab* allocate(size_t size_class, ThreadHeap* owner) {
+Slab* allocate(size_t size_class, ThreadHeap* owner, uint16_t bin_offset) {
   const SizeClassInfo& info = kSizeClasses[size_class];
   LockGuard guard(g_lock);
   Segment* segment = nullptr;
@@ -284,7 +284,10 @@ Slab* allocate(size_t size_class, ThreadHeap* owner) {
   slab->units = static_cast<uint8_t>(info.slab_units);
   slab->first_unit = static_cast<uint8_t>(first);
   slab->capacity = info.capacity;
-  for (size_t unit = first; unit < first + info.slab_units; ++unit) segment->unit_slab[unit] = slab;
+  for (size_t unit = first; unit < first + info.slab_units; ++unit) {
+    segment->unit_slab[unit] = slab;
+    segment->unit_bin[unit] = bin_offset;
+  }
   return slab;
 }
 

@@ -14,7 +14,8 @@
 namespace strata::slab_pool {
 
 // A new slab of `size_class` owned by `owner`, or nullptr with errno ENOMEM.
-Slab* allocate(size_t size_class, ThreadHeap* owner);
+// `bin_offset`: where the heaps keep the class's bin (Segment::unit_bin).
+Slab* allocate(size_t size_class, ThreadHeap* owner, uint16_t bin_offset);
 
 // Takes back a slab with no blocks in use. Its memory stays resident until
 // the dirty budget or age limit sends it back to the kernel.

@@ -249,9 +249,9 @@ TEST(Core, AHeapWritesOnlyTheBinsOfTheClassesItUses) {
   const size_t size_class = kNumClasses / 2;
   FreeBlock* block = heap->allocate_slow(size_class);
   ASSERT_NE(block, nullptr);
-  Slab* slab = slab_of(segment_of(block), block);
-  const size_t first_bin_page = slab->bin_offset / page;
-  const size_t last_bin_page = (slab->bin_offset + 255) / page;
+  const size_t bin_offset = bin_offset_of(segment_of(block), block);
+  const size_t first_bin_page = bin_offset / page;
+  const size_t last_bin_page = (bin_offset + 255) / page;
   ASSERT_GT(first_bin_page, 0u);
   ASSERT_LT(last_bin_page, last);
   std::vector<bool> after = resident();
@@ -259,7 +259,7 @@ TEST(Core, AHeapWritesOnlyTheBinsOfTheClassesItUses) {
     EXPECT_EQ(after[i], i >= first_bin_page && i <= last_bin_page) << "page " << i;
   }
   // Its bin opened: the block goes back into it.
-  EXPECT_TRUE(heap->push_bin(slab->bin_offset, block));
+  EXPECT_TRUE(heap->push_bin(bin_offset, block));
 
   heap->release_unused();
   EXPECT_EQ(slabs_of(heap, size_class), 0u);
