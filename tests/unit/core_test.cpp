@@ -94,9 +94,43 @@ TEST(Core, AFreedBlockIsHandedOutAgainFirstByTheThreadThatFreedIt) {
   other.join();
   void* mine = strata_malloc(200);
   strata_free(theirs);
-  EXPECT_EQ(strata_malloc(200), theirs);
-  strata_free(theirs);
+  void* again = strata_malloc(200);
+  EXPECT_EQ(again, theirs);
+  strata_free(again);
   strata_free(mine);
+}
+
+// free finds a block's bin through its unit (Segment::unit_bin): every unit
+// of a slab that spans several must lead to the bin of the slab's class, or
+// a block would go back into another class's bin.
+TEST(Core, EveryUnitOfASlabLeadsToItsClassBin) {
+  constexpr size_t kSize = 12000;  // slabs of four units; a class no other test uses
+  const size_t size_class = size_class_of(kSize);
+  ASSERT_GT(kSizeClasses[size_class].slab_units, 1u);
+  const size_t per_slab = kSizeClasses[size_class].capacity;
+  // In a thread of its own, so that the main thread's heap keeps no trace.
+  std::thread([&] {
+    std::vector<void*> blocks(2 * per_slab);
+    for (auto& b : blocks) b = strata_malloc(kSize);
+    void* small = strata_malloc(16);
+    const size_t small_bin = bin_offset_of(segment_of(small), small);
+    size_t units_seen = 0;
+    for (void* b : blocks) {
+      Slab* slab = slab_of(segment_of(b), b);
+      ASSERT_EQ(slab->size_class, size_class);
+      EXPECT_EQ(bin_offset_of(segment_of(b), b), bin_offset_of(segment_of(blocks[0]), blocks[0]));
+      EXPECT_NE(bin_offset_of(segment_of(b), b), small_bin);
+      if (unit_of(b) != slab->first_unit) ++units_seen;
+    }
+    EXPECT_GT(units_seen, 0u);
+    // A block from a slab's last unit goes into this class's bin and comes
+    // back first.
+    void* last = blocks[per_slab - 1];
+    strata_free(last);
+    EXPECT_EQ(strata_malloc(kSize), last);
+    for (void* b : blocks) strata_free(b);
+    strata_free(small);
+  }).join();
 }
 
 // Blocks waiting in a thread's bins are given back to their slabs when the
@@ -201,10 +235,13 @@ TEST(Core, SharedClassesReuseBlocksOtherThreadsFreed) {
 // thread then goes back to its owner instead of to that thread's next
 // allocation.
 TEST(Core, TcacheCountZeroTurnsTheBinsOff) {
+  // This thread's heap is taken into use first, with the bins on: a heap
+  // taken into use while the option is 0 keeps its bins off for good, and
+  // the tests after this one expect them on.
+  void* mine = strata_malloc(200);
   char old[32];
   ASSERT_EQ(strata_option_get("tcache_count", old, sizeof old), 0);
   ASSERT_EQ(strata_option_set("tcache_count", "0"), 0);
-  void* mine = strata_malloc(200);
   void* theirs = nullptr;
   std::thread other([&] {
     // A heap of its own, taken into use now; with bins, its bin of the class
