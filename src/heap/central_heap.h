@@ -29,9 +29,9 @@ size_t take(size_t size_class, FreeBlock** out, size_t want, bool* last_zero) no
 // each counted as a remote free.
 void give(size_t size_class, FreeBlock* const* blocks, size_t count) noexcept;
 
-// Frees counted here (statistics: every free of a shared class's block is
-// a remote free, since the block belongs to no thread; those that went into
-// a bin were counted by the thread as they did).
+// Blocks given back here so far (statistics: each is a remote free, since
+// no thread owns the shared classes' blocks; a block freed into a thread's
+// bin and allocated from it again is not counted).
 uint64_t remote_frees();
 
 // malloc_trim: every empty slab back to the pool.

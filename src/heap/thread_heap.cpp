@@ -197,10 +197,9 @@ void ThreadHeap::next_period(size_t size_class) {
 }
 
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexcept {
-  // A period that ran out (the refill's pop must not fail on it); if this
-  // call did not ask sample_pending() (the API's slow path), the sample
-  // goes to the next allocation that asks.
-  if (bins_[size_class].countdown <= 0) next_period(size_class);
+  // If this call did not ask sample_pending() (the API's slow path), a
+  // sample its period's end raises goes to the next allocation that asks.
+  renew_period(size_class);
   FreeBlock* block;
   bool zero = false;
   if (bins_[size_class].count != 0) {

@@ -142,7 +142,7 @@ class ThreadHeap {
   // for one decrement on the fast path (which also counts allocations for
   // the statistics). Without sampling, periods are too long to run out.
   bool sample_pending(size_t size_class) {
-    if (bins_[size_class].countdown <= 0) next_period(size_class);
+    renew_period(size_class);
     return sample_pending_;
   }
   bool take_sample() {
@@ -172,7 +172,7 @@ class ThreadHeap {
   // release: how the central heap (heap/central_heap.h) allocates, one class
   // at a time under that class's lock, its bins off.
   FreeBlock* take_block(size_t size_class) noexcept {
-    if (bins_[size_class].countdown <= 0) next_period(size_class);  // the class's first block
+    renew_period(size_class);  // on the class's first block, its first period
     if (FreeBlock* block = pop(size_class)) return block;
     FreeBlock* block;
     return refill_listed(size_class, &block) ? block : refill_new(size_class);
@@ -271,6 +271,11 @@ class ThreadHeap {
   void retire(Slab* slab);
   void drain_notified();
   void next_period(size_t size_class);
+  // A period that ran out, or the class's first (see class_started()), is
+  // followed by the next; pop() then counts it down without failing on it.
+  void renew_period(size_t size_class) {
+    if (bins_[size_class].countdown <= 0) next_period(size_class);
+  }
   int64_t draw_period();
 
   // A period no program reaches: counting without sampling.
