@@ -44,10 +44,11 @@ void* allocate_large(size_t size, size_t alignment, bool zero) {
   return p;
 }
 
-// A block of class `size_class` for a request of `size` bytes.
-void* allocate_small(size_t size_class, size_t size, bool zero) {
+// A block of class `size_class` (or a larger one, as `fit` allows) for a
+// request of `size` bytes.
+void* allocate_small(size_t size_class, ThreadHeap::Fit fit, size_t size, bool zero) {
   bool known_zero;
-  FreeBlock* block = take_small(size_class, &known_zero);
+  FreeBlock* block = take_small(size_class, fit, &known_zero);
   if (block == nullptr) return nullptr;
   if (zero) {
     // A block carved from memory the kernel just gave us is zero but for
@@ -68,7 +69,7 @@ void* allocate(size_t size, bool zero) {
   if (too_large(size)) return fail_nomem();
   runtime::ensure_ready();
   if (size <= kMaxSmallSize && size < large::mmap_threshold()) {
-    return allocate_small(size_class_of(size), size, zero);
+    return allocate_small(size_class_of(size), ThreadHeap::Fit::kOrLarger, size, zero);
   }
   return allocate_large(size, 0, zero);
 }
@@ -258,7 +259,7 @@ void* aligned_plain(size_t alignment, size_t size) {
   if (need <= kMaxSmallSize) {
     size_t cls = size_class_aligned(need, alignment);
     if (kSizeClasses[cls].block_size < large::mmap_threshold())
-      return allocate_small(cls, size, false);
+      return allocate_small(cls, ThreadHeap::Fit::kExact, size, false);
   }
   size_t page = os::g_caps.page_size;
   return allocate_large(size, alignment < page ? page : alignment, false);

@@ -27,21 +27,22 @@ void free_slow(void* p, const char* function) noexcept;
 // `slow` is the caller's slow path. `slow` comes first: what it captures
 // (malloc's size) is then passed in the register it arrived in, with no
 // move on the fast path.
-template <typename Slow>
+template <ThreadHeap::Fit kFit, typename Slow>
 [[gnu::noinline]] void* refill_or(Slow slow, size_t size_class, ThreadHeap* heap) noexcept {
   if (heap != &g_empty_heap && !heap->sample_pending(size_class)) {
-    if (FreeBlock* block = heap->allocate_slow(size_class)) return block;
+    if (FreeBlock* block = heap->allocate_slow(size_class, kFit)) return block;
   }
   return slow();
 }
 
-// A block of class `size_class`: the class's bin, else the current slab's
-// free list (ThreadHeap::pop), else the refill; `slow()` past that.
-template <typename Slow>
+// A block of class `size_class` (or, past the class's slabs, of a larger
+// class if kFit allows): the class's bin, else the current slab's free list
+// (ThreadHeap::pop), else the refill; `slow()` past that.
+template <ThreadHeap::Fit kFit, typename Slow>
 [[gnu::always_inline]] inline void* take_or(size_t size_class, Slow slow) noexcept {
   ThreadHeap* heap = tls_heap;
   if (FreeBlock* block = heap->pop(size_class)) return block;
-  return refill_or(slow, size_class, heap);
+  return refill_or<kFit>(slow, size_class, heap);
 }
 
 // The fast path of every small allocation (malloc, operator new). `slow()`
@@ -49,7 +50,7 @@ template <typename Slow>
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(size < __atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED), 1)) {
-    return take_or(size_class_of(size), slow);
+    return take_or<ThreadHeap::Fit::kOrLarger>(size_class_of(size), slow);
   }
   return slow();
 }
@@ -67,7 +68,7 @@ template <typename Slow>
   if (__builtin_expect(need < limit, 1)) {
     size_t size_class = size_class_aligned(need, alignment);
     if (__builtin_expect(kSizeClasses[size_class].block_size < limit, 1)) {
-      return take_or(size_class, slow);
+      return take_or<ThreadHeap::Fit::kExact>(size_class, slow);
     }
   }
   return slow();
@@ -128,7 +129,7 @@ inline void* calloc(size_t count, size_t size) noexcept {
     bool known_zero = heap->next_is_zero(size_class);
     FreeBlock* block = heap->pop(size_class);
     if (block == nullptr && heap != &g_empty_heap && !heap->sample_pending(size_class)) {
-      block = heap->allocate_slow(size_class, &known_zero);
+      block = heap->allocate_slow(size_class, ThreadHeap::Fit::kOrLarger, &known_zero);
     }
     if (block != nullptr) {
       if (known_zero)

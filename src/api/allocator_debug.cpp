@@ -29,7 +29,7 @@ void* checked_allocate(size_t size, size_t alignment, bool zero, check::Origin o
     // fills what the program sees.
     size_t size_class = size_class_of(need);
     bool known_zero;
-    FreeBlock* block = take_small(size_class, &known_zero);
+    FreeBlock* block = take_small(size_class, ThreadHeap::Fit::kExact, &known_zero);
     if (block == nullptr) return nullptr;
     // A block known zero is zero but for its link word, which the header
     // covers.

@@ -34,10 +34,11 @@ inline auto retry_after_trim(Allocate allocate) {
   return result;
 }
 
-// A block of class `size_class` from the calling thread's heap, as it is
-// (neither cleared nor perturbed); *known_zero: it is zero but for its link
-// word. nullptr when out of memory.
-[[gnu::always_inline]] inline FreeBlock* take_small(size_t size_class, bool* known_zero) {
+// A block of class `size_class` (or a larger one, as `fit` allows) from the
+// calling thread's heap, as it is (neither cleared nor perturbed);
+// *known_zero: it is zero but for its link word. nullptr when out of memory.
+[[gnu::always_inline]] inline FreeBlock* take_small(size_t size_class, ThreadHeap::Fit fit,
+                                                    bool* known_zero) {
   ThreadHeap* heap = tls_heap;
   if (heap == &g_empty_heap) {
     heap = retry_after_trim([] { return runtime::thread_heap(); });
@@ -46,7 +47,7 @@ inline auto retry_after_trim(Allocate allocate) {
   *known_zero = heap->next_is_zero(size_class);
   FreeBlock* block = heap->pop(size_class);
   if (block == nullptr) {
-    block = retry_after_trim([&] { return heap->allocate_slow(size_class, known_zero); });
+    block = retry_after_trim([&] { return heap->allocate_slow(size_class, fit, known_zero); });
   }
   return block;
 }

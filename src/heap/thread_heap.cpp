@@ -27,6 +27,12 @@ namespace {
 // next to the page faults that block brings.
 constexpr size_t kCarveBytes = 4096;
 
+// Borrowing (see refill()): from at most this many next classes, at most
+// 1.5 times the class's block size (two classes up, from 160 B on), and at
+// most this many times in a row before the class takes a slab again.
+constexpr size_t kBorrowClasses = 2;
+constexpr uint8_t kMaxBorrowStreak = 32;
+
 bool same_segment(const void* a, const void* b) {
   return ((reinterpret_cast<uintptr_t>(a) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) == 0;
 }
@@ -198,7 +204,7 @@ void ThreadHeap::next_period(size_t size_class) {
   period_[size_class] = bins_[size_class].countdown = sampled ? draw_period() : kEndlessPeriod;
 }
 
-FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexcept {
+FreeBlock* ThreadHeap::allocate_slow(size_t size_class, Fit fit, bool* known_zero) noexcept {
   // If this call did not ask sample_pending() (the API's slow path), a
   // sample its period's end raises goes to the next allocation that asks.
   renew_period(size_class);
@@ -212,8 +218,7 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, bool* known_zero) noexce
     if (is_shared_class(size_class)) {
       block = refill_shared(size_class, &zero);
     } else {
-      block = refill(size_class);
-      zero = block != nullptr && current_[size_class]->free_is_zero;
+      block = refill(size_class, fit, &zero);
     }
   }
   if (known_zero != nullptr) *known_zero = zero;
@@ -260,11 +265,40 @@ FreeBlock* ThreadHeap::refill_new(size_t size_class) noexcept {
   return pop(size_class);
 }
 
-FreeBlock* ThreadHeap::refill(size_t size_class) noexcept {
+FreeBlock* ThreadHeap::refill(size_t size_class, Fit fit, bool* zero) noexcept {
   FreeBlock* block;
-  if (refill_listed(size_class, &block)) return block;
-  release_idle_classes(size_class);
-  return refill_new(size_class);
+  if (refill_listed(size_class, &block)) {
+    borrow_streak_[size_class] = 0;
+  } else {
+    // refill_listed() set aside every slab of the class, the current one too.
+    current_[size_class] = &g_no_slab;
+    if (fit == Fit::kOrLarger && borrow_streak_[size_class] < kMaxBorrowStreak) {
+      if ((block = borrow(size_class)) != nullptr) {
+        ++borrow_streak_[size_class];
+        *zero = false;
+        return block;
+      }
+    }
+    borrow_streak_[size_class] = 0;
+    release_idle_classes(size_class);
+    block = refill_new(size_class);
+  }
+  *zero = block != nullptr && current_[size_class]->free_is_zero;
+  return block;
+}
+
+FreeBlock* ThreadHeap::borrow(size_t size_class) noexcept {
+  uint64_t size = kSizeClasses[size_class].block_size;
+  for (size_t up = size_class + 1; up <= size_class + kBorrowClasses && up < kNumClasses; ++up) {
+    if (kSizeClasses[up].block_size * 2 > size * 3) break;
+    // A period that has run out ends at an allocation of the class's own.
+    if (bins_[up].countdown <= 0) continue;
+    if (bins_[up].count != 0 || current_[up]->has_free_blocks()) {
+      // Counted as the larger class's allocation: the block is its slab's.
+      if (FreeBlock* block = pop(up)) return block;
+    }
+  }
+  return nullptr;
 }
 
 FreeBlock* ThreadHeap::refill_shared(size_t size_class, bool* zero) noexcept {

@@ -1,7 +1,7 @@
 // White-box tests of the allocator's data structures through the prefixed
 // library: slab geometry, alignment by size class, the large-object registry
 // and cache, remote frees and slab return, the thread heaps' bins and the
-// release of idle classes.
+// release of idle classes, and borrowing from the next classes.
 #include <gtest/gtest.h>
 #include <strata/strata.h>
 #include <sys/mman.h>
@@ -26,7 +26,9 @@ TEST(Core, SmallBlocksLiveInRegisteredSegments) {
   ASSERT_NE(p, nullptr);
   EXPECT_TRUE(g_segment_map.contains(p));
   Slab* slab = slab_of(segment_of(p), p);
-  EXPECT_EQ(slab->block_size, 112u);
+  // 112 bytes, or more if the heap had no 112-byte block left (borrowing).
+  EXPECT_GE(slab->block_size, 112u);
+  EXPECT_EQ(slab->block_size, strata_malloc_usable_size(p));
   EXPECT_TRUE(slab->is_block_start(p));
   EXPECT_FALSE(slab->is_block_start(static_cast<char*>(p) + 16));
   strata_free(p);
@@ -108,7 +110,10 @@ TEST(Core, EveryUnitOfASlabLeadsToItsClassBin) {
   const size_t size_class = size_class_of(kSize);
   ASSERT_GT(kSizeClasses[size_class].slab_units, 1u);
   const size_t per_slab = kSizeClasses[size_class].capacity;
-  // In a thread of its own, so that the main thread's heap keeps no trace.
+  // In a thread of its own, so that the main thread's heap keeps no trace,
+  // after a trim, so that the parked heap it takes has no free blocks of
+  // the next classes to borrow.
+  strata_trim(0);
   std::thread([&] {
     std::vector<void*> blocks(2 * per_slab);
     for (auto& b : blocks) b = strata_malloc(kSize);
@@ -194,6 +199,106 @@ TEST(Core, AnIdleClassGivesItsMemoryBackWhenAnotherGrows) {
   EXPECT_EQ(held_after, 0u);
 }
 
+// Borrowing (ThreadHeap::borrow): a class whose slabs are all in use takes a
+// free block of the next class before it takes a new slab. Each test runs in
+// a thread of its own, after a trim has emptied the parked heaps it may take.
+// kBorrower's class is followed by one whose blocks are less aligned
+// (1536 = 3 x 512, 1792 = 7 x 256), which aligned requests must not borrow.
+constexpr size_t kBorrower = 1536;
+constexpr size_t kLender = 1792;
+
+// Fills a slab of kBorrower's class, its only one, then leaves `lent` freed
+// blocks of the next class in the heap (its bin first, then its slabs' free
+// lists); the first one freed is returned in *first_lent.
+std::vector<void*> fill_borrower_class(size_t lent, void** first_lent = nullptr) {
+  std::vector<void*> own(kSizeClasses[size_class_of(kBorrower)].capacity);
+  for (auto& b : own) b = strata_malloc(kBorrower);
+  EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 1u);
+  std::vector<void*> lender(lent);
+  for (auto& b : lender) b = strata_malloc(kLender);
+  for (void* b : lender) strata_free(b);
+  if (first_lent != nullptr) *first_lent = lender.back();
+  return own;
+}
+
+TEST(Core, AClassThatRanOutBorrowsAFreeBlockOfTheNextClass) {
+  ASSERT_EQ(kSizeClasses[size_class_of(kBorrower) + 1].block_size, kLender);
+  strata_trim(0);
+  std::thread([] {
+    void* lent = nullptr;
+    std::vector<void*> own = fill_borrower_class(1, &lent);
+    // The block just freed, not a new slab.
+    void* p = strata_malloc(kBorrower);
+    EXPECT_EQ(p, lent);
+    EXPECT_EQ(strata_malloc_usable_size(p), kLender);
+    EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 1u);
+    // Freed, it goes back to its own class's bin, where that class finds it.
+    strata_free(p);
+    p = strata_malloc(kLender);
+    EXPECT_EQ(p, lent);
+    strata_free(p);
+    for (void* b : own) strata_free(b);
+  }).join();
+}
+
+TEST(Core, ABorrowedBlockIsClearedForCalloc) {
+  strata_trim(0);
+  std::thread([] {
+    std::vector<void*> own = fill_borrower_class(0);
+    // A block of the next class, written all over before it is freed.
+    auto* lent = static_cast<unsigned char*>(strata_malloc(kLender));
+    std::memset(lent, 0xAB, kLender);
+    strata_free(lent);
+    auto* p = static_cast<unsigned char*>(strata_calloc(1, kBorrower));
+    EXPECT_EQ(p, lent);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < kBorrower; ++i) nonzero += p[i] != 0;
+    EXPECT_EQ(nonzero, 0u);
+    strata_free(p);
+    for (void* b : own) strata_free(b);
+  }).join();
+}
+
+TEST(Core, AlignedRequestsNeverBorrow) {
+  static_assert(kBorrower % 512 == 0 && kLender % 512 != 0);
+  strata_trim(0);
+  std::thread([] {
+    std::vector<void*> own = fill_borrower_class(8);
+    void* p = strata_aligned_alloc(512, kBorrower);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 512, 0u);
+    EXPECT_EQ(strata_malloc_usable_size(p), kBorrower);
+    EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 2u);
+    strata_free(p);
+    for (void* b : own) strata_free(b);
+  }).join();
+}
+
+// Each borrowed block is a trip through the slow path: a class that keeps
+// running out takes a slab of its own after a few, though blocks are left
+// to borrow.
+TEST(Core, AClassThatKeepsRunningOutTakesASlabAgain) {
+  strata_trim(0);
+  std::thread([] {
+    // Two slabs' worth of the next class freed: a full bin, and the rest on
+    // the free lists of its slabs, the current one's full.
+    const size_t per_slab = kSizeClasses[size_class_of(kLender)].capacity;
+    std::vector<void*> own = fill_borrower_class(2 * per_slab);
+    std::vector<void*> more(2 * per_slab);
+    size_t borrowed = 0;
+    for (auto& b : more) {
+      b = strata_malloc(kBorrower);
+      if (strata_malloc_usable_size(b) == kLender) ++borrowed;
+    }
+    // It stopped before it had borrowed a slab's worth.
+    EXPECT_GT(borrowed, 0u);
+    EXPECT_LT(borrowed, per_slab);
+    EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 2u);
+    for (void* b : more) strata_free(b);
+    for (void* b : own) strata_free(b);
+  }).join();
+}
+
 // The largest classes live in shared slabs (heap/central_heap.h): blocks one
 // thread freed in the middle of its slabs serve another thread's requests,
 // where slabs of its own per thread made the second thread map new ones.
@@ -237,7 +342,10 @@ TEST(Core, SharedClassesReuseBlocksOtherThreadsFreed) {
 TEST(Core, TcacheCountZeroTurnsTheBinsOff) {
   // This thread's heap is taken into use first, with the bins on: a heap
   // taken into use while the option is 0 keeps its bins off for good, and
-  // the tests after this one expect them on.
+  // the tests after this one expect them on. The trim first empties its
+  // bins: `mine` must not be a borrowed block of the heap the other thread
+  // takes.
+  strata_trim(0);
   void* mine = strata_malloc(200);
   char old[32];
   ASSERT_EQ(strata_option_get("tcache_count", old, sizeof old), 0);
@@ -284,7 +392,7 @@ TEST(Core, AHeapWritesOnlyTheBinsOfTheClassesItUses) {
 
   // A class in the middle: its bin lies on a page of bins only.
   const size_t size_class = kNumClasses / 2;
-  FreeBlock* block = heap->allocate_slow(size_class);
+  FreeBlock* block = heap->allocate_slow(size_class, ThreadHeap::Fit::kExact);
   ASSERT_NE(block, nullptr);
   const size_t bin_offset = bin_offset_of(segment_of(block), block);
   const size_t first_bin_page = bin_offset / page;
