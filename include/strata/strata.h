@@ -63,7 +63,9 @@ STRATA_API int strata_option_get(const char* name, char* buf, size_t len);
 #define STRATA_STATS_VERSION 1
 #define STRATA_STATS_MAX_CLASSES 64 /* room for every size class (strata has 48) */
 
-/* One size class. Counts are of blocks. */
+/* One size class. Counts are of blocks of this class's size, whatever size
+ * was asked for: a class that has run out may hand out a free block of one
+ * of the next classes, which counts there. */
 struct strata_class_stats {
   unsigned long long block_size;  /* bytes per block; 0 in entries past num_classes */
   unsigned long long allocations; /* blocks handed out so far */
