@@ -274,8 +274,8 @@ class ThreadHeap {
   // for a class that has run out. A class's slabs hold its own peak of live
   // blocks for as long as one of their blocks lives, so a short peak that
   // took a new slab kept it resident long after; borrowing rides it out on
-  // the free blocks next door (peak RSS: larson-1t 3%, thread-churn 6-9%,
-  // glibc-thread 4-6% less), at the cost of a larger block and of one trip
+  // the free blocks next door (peak RSS: larson-1t 2-4%, thread-churn 5-9%,
+  // glibc-thread 4-8% less), at the cost of a larger block and of one trip
   // through the slow path per block, which is why a class that keeps running
   // out takes a slab after kMaxBorrowStreak borrowed blocks in a row (with
   // no limit, glibc-thread-1t took 12% more CPU time).
