@@ -859,7 +859,11 @@ size_t deallocate(void* p) {
 
 size_t recently_freed_size(const void* p) {
   LockGuard guard(g_lock);
-  for (const FreedBlock& freed : g_freed) {
+  // Newest first: an address mapped again after a free may have been freed
+  // again since, with another size.
+  size_t recorded = g_freed_next < kFreedHistory ? g_freed_next : kFreedHistory;
+  for (size_t back = 1; back <= recorded; ++back) {
+    const FreedBlock& freed = g_freed[(g_freed_next - back) % kFreedHistory];
     if (freed.address == reinterpret_cast<uintptr_t>(p)) return freed.size;
   }
   return 0;
