@@ -695,7 +695,8 @@ def fmt(value, ratio, digits=3):
     return text if ratio is None else "%s (%.2f)" % (text, ratio)
 
 
-def markdown_report(ctx, summary, memory, micro, fast, failures, baseline, charts):
+def markdown_report(ctx, workloads, summary, memory, micro, fast, failures, baseline,
+                    charts):
     names = list(ctx.allocators)
     lines = ["# strata benchmark results", ""]
     lines += ["- date: %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -754,6 +755,7 @@ def markdown_report(ctx, summary, memory, micro, fast, failures, baseline, chart
     if fast:
         lines += ["## Fast-path instructions per malloc+free pair (callgrind)", "",
                   fastpath.format_table(fast), ""]
+    lines += targets_section(summary, memory, fast, workloads, names)
     lines += ["## Failures", ""]
     if failures:
         for r in failures:
@@ -764,6 +766,68 @@ def markdown_report(ctx, summary, memory, micro, fast, failures, baseline, chart
                      "%s." % ("glibc" if "glibc" in ctx.allocators else names[0]))
     lines.append("")
     return "\n".join(lines)
+
+
+PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+
+
+def targets_section(summary, memory, fast, workloads, names):
+    """The benchmark issue's targets, judged on this run: lines of Markdown,
+    or none unless strata is the baseline and every peer ran."""
+    if "strata" not in names or any(p not in names for p in PEERS):
+        return []
+    wall, wall_means = summary["wall"]
+    rss_means = summary["rss"][1]
+
+    def verdict(ok):
+        return "**met**" if ok else "**not met**"
+
+    lines = ["## Targets", "",
+             "The benchmark issue's targets, judged on this run (ratios as in the tables: "
+             "peer / strata, above 1.00 in strata's favour).", ""]
+    means = ", ".join("%s %.2f" % (p, wall_means[p]) for p in PEERS if wall_means[p])
+    ok = all(wall_means[p] and wall_means[p] > 1 for p in PEERS) and \
+        wall_means["mimalloc"] >= 1.10
+    lines.append("- Wall-time geomean at least 1.10 against mimalloc and above 1.00 against "
+                 "every peer: %s (%s)." % (verdict(ok), means))
+    behind = []
+    for wname, row in wall.items():
+        ratios = [(row[p][1], p) for p in PEERS if row[p][1]]
+        if ratios:
+            best, peer = min(ratios)
+            behind.append((1 / best, wname, peer))
+    behind.sort(reverse=True)
+    if behind:
+        lines.append("- No workload more than 1.2x slower than the best peer on it: %s "
+                     "(furthest behind: %s)." % (verdict(behind[0][0] <= 1.2), ", ".join(
+                         "%s %.2fx behind %s" % (w, x, p) for x, w, p in behind[:3])))
+    ok = all(rss_means[p] and rss_means[p] >= 1 for p in ("glibc", "mimalloc"))
+    lines.append("- Peak RSS geomean at most glibc's and mimalloc's: %s (glibc %.3f, "
+                 "mimalloc %.3f)." % (verdict(ok), rss_means["glibc"] or 0,
+                                      rss_means["mimalloc"] or 0))
+    freed = memory.get(("fragmentation", "all_free_mib"), {})
+    if all(freed.get(n) is not None for n in names):
+        best = min(freed[p] for p in PEERS)
+        lines.append("- Fragmentation workload gives back at least as much as the best peer: "
+                     "%s (resident with all freed: strata %.1f MiB, best peer %.1f)." % (
+                         verdict(freed["strata"] <= best), freed["strata"], best))
+    programs = [w.name for w in workloads if w.group == "programs" and w.name in wall]
+    if programs:
+        slower = [w for w in programs if not (wall[w]["glibc"][1] and wall[w]["glibc"][1] >= 1)]
+        lines.append("- Each real program at least as fast as glibc: %s (%s)." % (
+            verdict(not slower), ", ".join("%s %.3f" % (w, wall[w]["glibc"][1] or 0)
+                                            for w in programs)))
+        program_means = {p: geomean([wall[w][p][1] for w in programs]) for p in PEERS}
+        lines.append("- Real programs' geomean at least as fast as the best peer: %s (%s)." % (
+            verdict(all(m and m >= 1 for m in program_means.values())),
+            ", ".join("%s %.3f" % (p, m or 0) for p, m in program_means.items())))
+    if "strata" in fast and "mimalloc" in fast:
+        counts = ", ".join("%s %.1f against %.1f" % (m, fast["strata"][m], fast["mimalloc"][m])
+                           for m in fast["strata"])
+        lines.append("- Fast path in no more instructions than mimalloc's (a fixed small "
+                     "size): %s (%s)." % (verdict(fast["strata"]["fixed32"] <=
+                                                  fast["mimalloc"]["fixed32"]), counts))
+    return lines + [""]
 
 
 def cpu_model():
@@ -897,7 +961,8 @@ def write_reports(ctx, workloads, records, micro, fast, failures, baseline):
         if svg:
             charts[key] = "%s.svg" % key
             (ctx.out_dir / charts[key]).write_text(svg)
-    report = markdown_report(ctx, summary, memory, micro, fast, failures, baseline, charts)
+    report = markdown_report(ctx, workloads, summary, memory, micro, fast, failures, baseline,
+                             charts)
     (ctx.out_dir / "results.md").write_text(report)
     write_csv(ctx.out_dir / "results.csv", summary, memory, names)
     write_runs_csv(ctx.out_dir / "runs.csv", records)
