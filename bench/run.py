@@ -768,13 +768,14 @@ def markdown_report(ctx, workloads, summary, memory, micro, fast, failures, base
     return "\n".join(lines)
 
 
-PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+# Every allocator strata is judged against (targets_section).
+JUDGED_PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
 
 
 def targets_section(summary, memory, fast, workloads, names):
     """The benchmark issue's targets, judged on this run: lines of Markdown,
     or none unless strata is the baseline and every peer ran."""
-    if "strata" not in names or any(p not in names for p in PEERS):
+    if "strata" not in names or any(p not in names for p in JUDGED_PEERS):
         return []
     wall, wall_means = summary["wall"]
     rss_means = summary["rss"][1]
@@ -785,14 +786,14 @@ def targets_section(summary, memory, fast, workloads, names):
     lines = ["## Targets", "",
              "The benchmark issue's targets, judged on this run (ratios as in the tables: "
              "peer / strata, above 1.00 in strata's favour).", ""]
-    means = ", ".join("%s %.2f" % (p, wall_means[p]) for p in PEERS if wall_means[p])
-    ok = all(wall_means[p] and wall_means[p] > 1 for p in PEERS) and \
+    means = ", ".join("%s %.2f" % (p, wall_means[p]) for p in JUDGED_PEERS if wall_means[p])
+    ok = all(wall_means[p] and wall_means[p] > 1 for p in JUDGED_PEERS) and \
         wall_means["mimalloc"] >= 1.10
     lines.append("- Wall-time geomean at least 1.10 against mimalloc and above 1.00 against "
                  "every peer: %s (%s)." % (verdict(ok), means))
     behind = []
     for wname, row in wall.items():
-        ratios = [(row[p][1], p) for p in PEERS if row[p][1]]
+        ratios = [(row[p][1], p) for p in JUDGED_PEERS if row[p][1]]
         if ratios:
             best, peer = min(ratios)
             behind.append((1 / best, wname, peer))
@@ -807,7 +808,7 @@ def targets_section(summary, memory, fast, workloads, names):
                                       rss_means["mimalloc"] or 0))
     freed = memory.get(("fragmentation", "all_free_mib"), {})
     if all(freed.get(n) is not None for n in names):
-        best = min(freed[p] for p in PEERS)
+        best = min(freed[p] for p in JUDGED_PEERS)
         lines.append("- Fragmentation workload gives back at least as much as the best peer: "
                      "%s (resident with all freed: strata %.1f MiB, best peer %.1f)." % (
                          verdict(freed["strata"] <= best), freed["strata"], best))
@@ -817,7 +818,7 @@ def targets_section(summary, memory, fast, workloads, names):
         lines.append("- Each real program at least as fast as glibc: %s (%s)." % (
             verdict(not slower), ", ".join("%s %.3f" % (w, wall[w]["glibc"][1] or 0)
                                             for w in programs)))
-        program_means = {p: geomean([wall[w][p][1] for w in programs]) for p in PEERS}
+        program_means = {p: geomean([wall[w][p][1] for w in programs]) for p in JUDGED_PEERS}
         lines.append("- Real programs' geomean at least as fast as the best peer: %s (%s)." % (
             verdict(all(m and m >= 1 for m in program_means.values())),
             ", ".join("%s %.3f" % (p, m or 0) for p, m in program_means.items())))
