@@ -293,10 +293,8 @@ FreeBlock* ThreadHeap::borrow(size_t size_class) noexcept {
     if (kSizeClasses[up].block_size * 2 > size * 3) break;
     // A period that has run out ends at an allocation of the class's own.
     if (bins_[up].countdown <= 0) continue;
-    if (bins_[up].count != 0 || current_[up]->has_free_blocks()) {
-      // Counted as the larger class's allocation: the block is its slab's.
-      if (FreeBlock* block = pop(up)) return block;
-    }
+    // Counted as the larger class's allocation: the block is its slab's.
+    if (FreeBlock* block = pop(up)) return block;
   }
   return nullptr;
 }

@@ -203,33 +203,36 @@ TEST(Core, AnIdleClassGivesItsMemoryBackWhenAnotherGrows) {
 }
 
 // Borrowing (ThreadHeap::borrow): a class whose slabs are all in use takes a
-// free block of the next class before it takes a new slab. Each test runs in
-// a thread of its own, after a trim has emptied the parked heaps it may take.
-// kBorrower's class is followed by one whose blocks are less aligned
-// (1536 = 3 x 512, 1792 = 7 x 256), which aligned requests must not borrow.
+// free block of the next class before it takes a new slab. kBorrower's class
+// is followed by one whose blocks are less aligned (1536 = 3 x 512, 1792 =
+// 7 x 256), which aligned requests must not borrow.
 constexpr size_t kBorrower = 1536;
 constexpr size_t kLender = 1792;
 
-// Fills a slab of kBorrower's class, its only one, then leaves `lent` freed
-// blocks of the next class in the heap (its bin first, then its slabs' free
-// lists); the first one freed is returned in *first_lent.
-std::vector<void*> fill_borrower_class(size_t lent, void** first_lent = nullptr) {
-  std::vector<void*> own(kSizeClasses[size_class_of(kBorrower)].capacity);
-  for (auto& b : own) b = strata_malloc(kBorrower);
-  EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 1u);
-  std::vector<void*> lender(lent);
-  for (auto& b : lender) b = strata_malloc(kLender);
-  for (void* b : lender) strata_free(b);
-  if (first_lent != nullptr) *first_lent = lender.back();
-  return own;
+// Runs test(last_lent) in a thread of its own, after a trim has emptied the
+// parked heaps it may take, once the thread has filled a slab of kBorrower's
+// class, its only one, and then freed `lent` blocks of the next class (into
+// its bin first, then onto its slabs' free lists; last_lent is the last of
+// them, the first a borrower gets, or nullptr). The class's blocks are freed
+// after the test.
+template <typename Test>
+void with_borrower_class_full(size_t lent, Test test) {
+  ASSERT_EQ(kSizeClasses[size_class_of(kBorrower) + 1].block_size, kLender);
+  strata_trim(0);
+  std::thread([&] {
+    std::vector<void*> own(kSizeClasses[size_class_of(kBorrower)].capacity);
+    for (auto& b : own) b = strata_malloc(kBorrower);
+    EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 1u);
+    std::vector<void*> lender(lent);
+    for (auto& b : lender) b = strata_malloc(kLender);
+    for (void* b : lender) strata_free(b);
+    test(lender.empty() ? nullptr : lender.back());
+    for (void* b : own) strata_free(b);
+  }).join();
 }
 
 TEST(Core, AClassThatRanOutBorrowsAFreeBlockOfTheNextClass) {
-  ASSERT_EQ(kSizeClasses[size_class_of(kBorrower) + 1].block_size, kLender);
-  strata_trim(0);
-  std::thread([] {
-    void* lent = nullptr;
-    std::vector<void*> own = fill_borrower_class(1, &lent);
+  with_borrower_class_full(1, [](void* lent) {
     // The block just freed, not a new slab.
     void* p = strata_malloc(kBorrower);
     EXPECT_EQ(p, lent);
@@ -240,14 +243,11 @@ TEST(Core, AClassThatRanOutBorrowsAFreeBlockOfTheNextClass) {
     p = strata_malloc(kLender);
     EXPECT_EQ(p, lent);
     strata_free(p);
-    for (void* b : own) strata_free(b);
-  }).join();
+  });
 }
 
 TEST(Core, ABorrowedBlockIsClearedForCalloc) {
-  strata_trim(0);
-  std::thread([] {
-    std::vector<void*> own = fill_borrower_class(0);
+  with_borrower_class_full(0, [](void*) {
     // A block of the next class, written all over before it is freed.
     auto* lent = static_cast<unsigned char*>(strata_malloc(kLender));
     std::memset(lent, 0xAB, kLender);
@@ -258,35 +258,29 @@ TEST(Core, ABorrowedBlockIsClearedForCalloc) {
     for (size_t i = 0; i < kBorrower; ++i) nonzero += p[i] != 0;
     EXPECT_EQ(nonzero, 0u);
     strata_free(p);
-    for (void* b : own) strata_free(b);
-  }).join();
+  });
 }
 
 TEST(Core, AlignedRequestsNeverBorrow) {
   static_assert(kBorrower % 512 == 0 && kLender % 512 != 0);
-  strata_trim(0);
-  std::thread([] {
-    std::vector<void*> own = fill_borrower_class(8);
+  with_borrower_class_full(8, [](void*) {
     void* p = strata_aligned_alloc(512, kBorrower);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 512, 0u);
     EXPECT_EQ(strata_malloc_usable_size(p), kBorrower);
     EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 2u);
     strata_free(p);
-    for (void* b : own) strata_free(b);
-  }).join();
+  });
 }
 
 // Each borrowed block is a trip through the slow path: a class that keeps
 // running out takes a slab of its own after a few, though blocks are left
 // to borrow.
 TEST(Core, AClassThatKeepsRunningOutTakesASlabAgain) {
-  strata_trim(0);
-  std::thread([] {
-    // Two slabs' worth of the next class freed: a full bin, and the rest on
-    // the free lists of its slabs, the current one's full.
-    const size_t per_slab = kSizeClasses[size_class_of(kLender)].capacity;
-    std::vector<void*> own = fill_borrower_class(2 * per_slab);
+  // Two slabs' worth of the next class freed: a full bin, and the rest on
+  // the free lists of its slabs, the current one's full.
+  const size_t per_slab = kSizeClasses[size_class_of(kLender)].capacity;
+  with_borrower_class_full(2 * per_slab, [per_slab](void*) {
     std::vector<void*> more(2 * per_slab);
     size_t borrowed = 0;
     for (auto& b : more) {
@@ -298,8 +292,7 @@ TEST(Core, AClassThatKeepsRunningOutTakesASlabAgain) {
     EXPECT_LT(borrowed, per_slab);
     EXPECT_EQ(slabs_of(tls_heap, size_class_of(kBorrower)), 2u);
     for (void* b : more) strata_free(b);
-    for (void* b : own) strata_free(b);
-  }).join();
+  });
 }
 
 // The largest classes live in shared slabs (heap/central_heap.h): blocks one
