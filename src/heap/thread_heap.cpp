@@ -127,9 +127,9 @@ bool ThreadHeap::carve(Slab* slab) {
   slab->free = next;
   slab->carve = from + count * size;
   // Only the owner writes it: no read-modify-write needed.
-  uint64_t bound = slab->carved_bound.load(std::memory_order_relaxed);
-  slab->carved_bound.store(bound + block_grid_bound(count, slab->grid_step),
-                           std::memory_order_relaxed);
+  uint64_t bound = slab->carved_bound;
+  __atomic_store_n(&slab->carved_bound, bound + block_grid_bound(count, slab->grid_step),
+                   __ATOMIC_RELAXED);
   return true;
 }
 

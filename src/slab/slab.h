@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "platform/relaxed.h"
 #include "sizeclass/size_classes.h"
 
 namespace strata {
@@ -107,12 +108,13 @@ struct Slab {
   // its block is one of them. Only the owner raises it (when it carves, a
   // few times in a slab's life), before handing out the blocks it adds; a
   // thread freeing such a block got it through the program's own
-  // synchronisation, so it reads this value or a later one (hence atomic,
-  // relaxed: a plain load on x86-64). On this line rather than the owner's,
+  // synchronisation, so it reads this value or a later one (hence read and
+  // written as a relaxed atomic, with __atomic builtins: a plain uint64_t
+  // that relaxed::below() can compare in one instruction). On this line rather than the owner's,
   // the owner's free reads one line of the descriptor instead of two
   // (glibc-thread-1t: 13% fewer first-level cache misses in callgrind, 4%
   // less CPU time).
-  std::atomic<uint64_t> carved_bound{0};
+  uint64_t carved_bound = 0;
   uint32_t block_size = 0;
   uint32_t capacity = 0;
   uint8_t size_class = 0;
@@ -131,9 +133,7 @@ struct Slab {
   // True if p is the start of a block that was handed out at some point (it
   // may be free now; the tag tells). False for every p once the slab is
   // retired (carved_bound == 0).
-  bool is_block_start(const void* p) const {
-    return grid_code(p) < carved_bound.load(std::memory_order_relaxed);
-  }
+  bool is_block_start(const void* p) const { return relaxed::below(grid_code(p), &carved_bound); }
   uint64_t grid_code(const void* p) const {
     return block_grid_code(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start),
                            grid_magic);

@@ -299,7 +299,7 @@ void release(Slab* slab) {
   LockGuard guard(g_lock);
   for (size_t unit = first; unit < first + count; ++unit) segment->unit_slab[unit] = &g_no_slab;
   slab->owner = nullptr;
-  slab->carved_bound.store(0, std::memory_order_relaxed);  // no block start any more
+  __atomic_store_n(&slab->carved_bound, 0, __ATOMIC_RELAXED);  // no block start any more
   segment->free_units |= run;
   segment->dirty_units |= run;
   --segment->slabs_in_use;
