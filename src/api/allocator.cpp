@@ -205,7 +205,7 @@ void* calloc_slow(size_t count, size_t size) noexcept {
   return allocate(total, /*zero=*/true);
 }
 
-void* realloc(void* p, size_t size) noexcept {
+void* realloc_slow(void* p, size_t size) noexcept {
   if (debugging()) return realloc_any(p, size, STRATA_SITE);
   return realloc_plain(p, size);
 }
@@ -221,9 +221,7 @@ void* realloc_plain(void* p, size_t size) {
   BlockRef ref = find_block(p, "realloc");
   if (ref.size == 0) return nullptr;
   if (ref.slab != nullptr) {
-    // Stay in place while the new size still fits and does not waste more
-    // than half of the block.
-    if (size <= ref.size && size >= ref.size / 2) return p;
+    if (realloc_keeps(size, ref.size)) return p;
   } else if (size > kMaxSmallSize || size >= large::mmap_threshold()) {
     // In place or moved by the kernel.
     return retry_after_trim([&] { return large::reallocate(p, size); });

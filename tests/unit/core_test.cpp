@@ -105,6 +105,63 @@ TEST(Core, AFreedBlockIsHandedOutAgainFirstByTheThreadThatFreedIt) {
   strata_free(mine);
 }
 
+// realloc of a small block keeps it while the new size fits and uses at
+// least half of it; else it moves, and the old block goes back to this
+// thread like any freed block, first in line for its class.
+TEST(Core, ReallocKeepsABlockWhileItFitsAndFreesItOnAMove) {
+  char* p = static_cast<char*>(strata_malloc(100));
+  ASSERT_NE(p, nullptr);
+  const size_t have = strata_malloc_usable_size(p);
+  std::memset(p, 'a', have);
+  ASSERT_EQ(strata_realloc(p, have), p);
+  ASSERT_EQ(strata_realloc(p, have / 2), p);
+  char* shrunk = static_cast<char*>(strata_realloc(p, have / 2 - 1));
+  ASSERT_NE(shrunk, p);
+  EXPECT_EQ(std::count(shrunk, shrunk + have / 2 - 1, 'a'), static_cast<long>(have / 2 - 1));
+  EXPECT_EQ(strata_malloc(have), p) << "the old block was not handed out again first";
+  char* grown = static_cast<char*>(strata_realloc(shrunk, 3 * have));
+  ASSERT_NE(grown, shrunk);
+  EXPECT_EQ(std::count(grown, grown + have / 2 - 1, 'a'), static_cast<long>(have / 2 - 1));
+  EXPECT_EQ(strata_malloc(have / 2 - 1), shrunk) << "the old block was not handed out again first";
+  strata_free(shrunk);
+  strata_free(grown);
+  strata_free(p);
+}
+
+// Blocks of another thread, resized here: moved with their contents, and
+// their old blocks freed.
+TEST(Core, ReallocMovesBlocksOfOtherThreads) {
+  std::vector<char*> blocks(64);
+  std::vector<size_t> usable(blocks.size());
+  std::thread([&] {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      blocks[i] = static_cast<char*>(strata_malloc(24 + i));
+      std::memset(blocks[i], static_cast<int>(i), 24 + i);
+      usable[i] = strata_malloc_usable_size(blocks[i]);
+    }
+  }).join();
+  std::vector<void*> old(blocks.begin(), blocks.end());
+  // This thread's bins of those classes in use (a class's bin opens with its
+  // first allocation) and empty: the old blocks will be all they hold.
+  for (size_t size : usable) strata_free(strata_malloc(size));
+  strata_trim(0);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    blocks[i] = static_cast<char*>(strata_realloc(blocks[i], 1000 + i));
+    ASSERT_NE(blocks[i], nullptr);
+    EXPECT_EQ(std::count(blocks[i], blocks[i] + 24 + i, static_cast<char>(i)),
+              static_cast<long>(24 + i));
+  }
+  // The old blocks are free: each is handed out again to a request of its size.
+  std::vector<void*> again;
+  for (size_t size : usable) again.push_back(strata_malloc(size));
+  std::vector<void*> sorted_old(old), sorted_again(again);
+  std::sort(sorted_old.begin(), sorted_old.end());
+  std::sort(sorted_again.begin(), sorted_again.end());
+  EXPECT_EQ(sorted_again, sorted_old);
+  for (void* p : again) strata_free(p);
+  for (char* p : blocks) strata_free(p);
+}
+
 // free finds a block's bin through its unit (Segment::unit_bin): every unit
 // of a slab that spans several must lead to the bin of the slab's class, or
 // a block would go back into another class's bin.
