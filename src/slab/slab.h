@@ -108,12 +108,12 @@ struct Slab {
   // its block is one of them. Only the owner raises it (when it carves, a
   // few times in a slab's life), before handing out the blocks it adds; a
   // thread freeing such a block got it through the program's own
-  // synchronisation, so it reads this value or a later one (hence read and
-  // written as a relaxed atomic, with __atomic builtins: a plain uint64_t
-  // that relaxed::below() can compare in one instruction). On this line rather than the owner's,
-  // the owner's free reads one line of the descriptor instead of two
-  // (glibc-thread-1t: 13% fewer first-level cache misses in callgrind, 4%
-  // less CPU time).
+  // synchronisation, so it reads this value or a later one: a relaxed
+  // atomic, written with __atomic_store_n and read by relaxed::below(),
+  // which compares it in one instruction. On this line rather than the
+  // owner's, the owner's free reads one line of the descriptor instead of
+  // two (glibc-thread-1t: 13% fewer first-level cache misses in callgrind,
+  // 4% less CPU time).
   uint64_t carved_bound = 0;
   uint32_t block_size = 0;
   uint32_t capacity = 0;
