@@ -13,7 +13,7 @@
 
 #include "heap/runtime.h"
 #include "heap/thread_heap.h"
-#include "platform/relaxed.h"
+#include "platform/shared_value.h"
 #include "slab/segment.h"
 
 namespace strata::api {
@@ -50,7 +50,7 @@ template <ThreadHeap::Fit kFit, typename Slow>
 // is what the caller does past it.
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
-  if (__builtin_expect(relaxed::below(size, &g_fast.small_limit), 1)) {
+  if (__builtin_expect(shared_value::below(size, &g_fast.small_limit), 1)) {
     return take_or<ThreadHeap::Fit::kOrLarger>(size_class_of(size), slow);
   }
   return slow();
@@ -81,9 +81,9 @@ template <typename Slow>
 [[gnu::always_inline]] inline Slab* live_block_slab(const void* p,
                                                     const ThreadHeap* heap) noexcept {
   uintptr_t index = SegmentMap::index_of(p);
-  if (__builtin_expect(
-          relaxed::below(index, &g_fast.free_index_limit) && g_segment_map.contains_index(index),
-          1)) {
+  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit) &&
+                           g_segment_map.contains_index(index),
+                       1)) {
     Slab* slab = slab_of(segment_of(p), p);
     if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->tag_of(p))
       return slab;
@@ -125,7 +125,7 @@ void* calloc_slow(size_t count, size_t size) noexcept;
 inline void* calloc(size_t count, size_t size) noexcept {
   size_t total;
   if (__builtin_expect(!__builtin_mul_overflow(count, size, &total) &&
-                           relaxed::below(total, &g_fast.small_limit),
+                           shared_value::below(total, &g_fast.small_limit),
                        1)) {
     ThreadHeap* heap = tls_heap;
     size_t size_class = size_class_of(total);

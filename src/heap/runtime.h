@@ -12,8 +12,9 @@
 namespace strata {
 
 // What the inline fast paths need to know, in one cache line. Written with
-// atomic stores at start-up and when options change, read by every thread
-// as relaxed atomics (relaxed::below(), platform/relaxed.h). Before start-up
+// release stores at start-up and when options change, read by every thread
+// as atomics (platform/shared_value.h; free's limit with acquire ordering:
+// free then reads the segment map that start-up set up). Before start-up
 // small_limit is 0, so the first allocation takes the slow path and starts
 // the allocator; it is also 0 while a debugging feature (perturb, checks)
 // needs every call to go through the slow path.

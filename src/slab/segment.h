@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <new>
 
-#include "platform/relaxed.h"
+#include "platform/shared_value.h"
 #include "sizeclass/size_classes.h"
 #include "slab/slab.h"
 
@@ -102,7 +102,7 @@ class SegmentMap {
     return reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
   }
   // index < kIndexLimit, and the map exists (see ready()).
-  bool contains_index(uintptr_t index) const { return relaxed::nonzero(&bytes_[index]); }
+  bool contains_index(uintptr_t index) const { return shared_value::nonzero(&bytes_[index]); }
   bool contains(const void* p) const {
     uintptr_t index = index_of(p);
     return index < kIndexLimit && bytes_ != nullptr && contains_index(index);

@@ -16,7 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "platform/relaxed.h"
+#include "platform/shared_value.h"
 #include "sizeclass/size_classes.h"
 
 namespace strata {
@@ -109,7 +109,7 @@ struct Slab {
   // few times in a slab's life), before handing out the blocks it adds; a
   // thread freeing such a block got it through the program's own
   // synchronisation, so it reads this value or a later one: a relaxed
-  // atomic, written with __atomic_store_n and read by relaxed::below(),
+  // atomic, written with __atomic_store_n and read by shared_value::below(),
   // which compares it in one instruction. On this line rather than the
   // owner's, the owner's free reads one line of the descriptor instead of
   // two (glibc-thread-1t: 13% fewer first-level cache misses in callgrind,
@@ -133,7 +133,9 @@ struct Slab {
   // True if p is the start of a block that was handed out at some point (it
   // may be free now; the tag tells). False for every p once the slab is
   // retired (carved_bound == 0).
-  bool is_block_start(const void* p) const { return relaxed::below(grid_code(p), &carved_bound); }
+  bool is_block_start(const void* p) const {
+    return shared_value::below(grid_code(p), &carved_bound);
+  }
   uint64_t grid_code(const void* p) const {
     return block_grid_code(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(start),
                            grid_magic);

@@ -1,0 +1,76 @@
+// Tests of shared values that other threads may change, read as atomics and
+// compared in the same instruction (x86-64).
+//
+// The fast paths test the limits in g_fast, a byte of the segment map and a
+// slab's carved bound on every call. Written with __atomic_load_n, g++ and
+// clang load the value into a register and then compare it (they never fold
+// an atomic load into another instruction): one instruction more per test,
+// three per malloc+free pair. On x86-64 an aligned load of 8 bytes or fewer
+// is atomic, and has acquire ordering, whether or not it is part of a
+// compare, so the compares below read with the same guarantees. ThreadSanitizer
+// does not see inside asm: its builds use the builtins, so that it checks
+// these reads like any other atomic.
+#ifndef STRATA_PLATFORM_SHARED_VALUE_H
+#define STRATA_PLATFORM_SHARED_VALUE_H
+
+#include <cstdint>
+
+#if defined(__SANITIZE_THREAD__)
+#define STRATA_SHARED_VALUE_ASM 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRATA_SHARED_VALUE_ASM 0
+#endif
+#endif
+#if !defined(STRATA_SHARED_VALUE_ASM)
+#if defined(__x86_64__)
+#define STRATA_SHARED_VALUE_ASM 1
+#else
+#define STRATA_SHARED_VALUE_ASM 0
+#endif
+#endif
+
+namespace strata::shared_value {
+
+// value < *limit, *limit read once (relaxed).
+inline bool below(uintptr_t value, const uintptr_t* limit) {
+#if STRATA_SHARED_VALUE_ASM
+  bool result;
+  asm("cmpq %[limit], %[value]" : "=@ccb"(result) : [value] "r"(value), [limit] "m"(*limit));
+  return result;
+#else
+  return value < __atomic_load_n(limit, __ATOMIC_RELAXED);
+#endif
+}
+
+// value < *limit, *limit read once with acquire ordering: what was written
+// before the release store of *limit that this read sees is visible to the
+// reads after it. The memory clobber keeps the compiler from moving those
+// reads above it (the processor does not).
+inline bool below_acquire(uintptr_t value, const uintptr_t* limit) {
+#if STRATA_SHARED_VALUE_ASM
+  bool result;
+  asm volatile("cmpq %[limit], %[value]"
+               : "=@ccb"(result)
+               : [value] "r"(value), [limit] "m"(*limit)
+               : "memory");
+  return result;
+#else
+  return value < __atomic_load_n(limit, __ATOMIC_ACQUIRE);
+#endif
+}
+
+// *byte != 0, read once (relaxed).
+inline bool nonzero(const uint8_t* byte) {
+#if STRATA_SHARED_VALUE_ASM
+  bool result;
+  asm("cmpb $0, %[byte]" : "=@ccne"(result) : [byte] "m"(*byte));
+  return result;
+#else
+  return __atomic_load_n(byte, __ATOMIC_RELAXED) != 0;
+#endif
+}
+
+}  // namespace strata::shared_value
+
+#endif  // STRATA_PLATFORM_SHARED_VALUE_H
