@@ -5,7 +5,7 @@
 // slab's carved bound on every call. Written with __atomic_load_n, g++ and
 // clang load the value into a register and then compare it (they never fold
 // an atomic load into another instruction): one instruction more per test,
-// three per malloc+free pair. On x86-64 an aligned load of 8 bytes or fewer
+// four per malloc+free pair. On x86-64 an aligned load of 8 bytes or fewer
 // is atomic, and has acquire ordering, whether or not it is part of a
 // compare, so the compares below read with the same guarantees. ThreadSanitizer
 // does not see inside asm: its builds use the builtins, so that it checks
