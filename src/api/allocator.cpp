@@ -205,6 +205,16 @@ void* calloc_slow(size_t count, size_t size) noexcept {
   return allocate(total, /*zero=*/true);
 }
 
+void* realloc_move(void* p, size_t size, Slab* slab) noexcept {
+  size_t have = slab->block_size;
+  void* moved = malloc(size);
+  if (moved == nullptr) return nullptr;  // the old block is untouched
+  std::memcpy(moved, p, size < have ? size : have);
+  // tls_heap again: malloc may just have given this thread its heap.
+  free_live(tls_heap, slab, p);
+  return moved;
+}
+
 void* realloc_slow(void* p, size_t size) noexcept {
   if (debugging()) return realloc_any(p, size, STRATA_SITE);
   return realloc_plain(p, size);

@@ -153,22 +153,20 @@ void* realloc_slow(void* p, size_t size) noexcept;
 // while it fits and uses at least half of the block.
 inline bool realloc_keeps(size_t size, size_t have) { return size <= have && size >= have / 2; }
 
+// A live block of `slab` moved by malloc, copy and free, each on its fast
+// path. Out of line: a block that stays where it is, and the slow path,
+// save no registers for it.
+void* realloc_move(void* p, size_t size, Slab* slab) noexcept;
+
 // realloc of a live block of a slab: it stays where it is if realloc_keeps(),
-// else it moves by malloc, copy and free, each on its fast path. Everything
-// else, size 0 included, takes the slow path. (python calls realloc once
-// for every 13 mallocs; through the slow path, each moved block's old block
-// went to its slab, never the bin.)
-inline void* realloc(void* p, size_t size) noexcept {
+// else it moves (realloc_move). Everything else, size 0 included, takes the
+// slow path. (python calls realloc once for every 13 mallocs; through the
+// slow path, each moved block's old block went to its slab, never the bin.)
+[[gnu::always_inline]] inline void* realloc(void* p, size_t size) noexcept {
   Slab* slab = live_block_slab(p, tls_heap);
   if (slab == nullptr || size == 0) return realloc_slow(p, size);
-  size_t have = slab->block_size;
-  if (realloc_keeps(size, have)) return p;
-  void* moved = malloc(size);
-  if (moved == nullptr) return nullptr;  // the old block is untouched
-  std::memcpy(moved, p, size < have ? size : have);
-  // tls_heap again: malloc may just have given this thread its heap.
-  free_live(tls_heap, slab, p);
-  return moved;
+  if (realloc_keeps(size, slab->block_size)) return p;
+  return realloc_move(p, size, slab);
 }
 void* reallocarray(void* p, size_t count, size_t size) noexcept;
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept;
