@@ -97,7 +97,7 @@ BlockRef find_block(const void* p, const char* function) {
       report::invalid_pointer(function, p);
       return {};
     }
-    if (static_cast<const FreeBlock*>(p)->tag == free_tag(p)) {
+    if (static_cast<const FreeBlock*>(p)->tag == free_tag()) {
       report::double_free(function, p, slab->block_size);
       return {};
     }

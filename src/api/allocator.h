@@ -24,26 +24,28 @@ void free_slow(void* p, const char* function) noexcept;
 // Past the fast path of a small request: refill this thread's heap without
 // going through the API's slow path, which is left for the first call of a
 // thread, debugging features (a sampled allocation) and running out of
-// memory. Out of line, so that the fast paths keep no registers for it;
-// `slow` is the caller's slow path. `slow` comes first: what it captures
-// (malloc's size) is then passed in the register it arrived in, with no
-// move on the fast path.
-template <ThreadHeap::Fit kFit, typename Slow>
-[[gnu::noinline]] void* refill_or(Slow slow, size_t size_class, ThreadHeap* heap) noexcept {
+// memory. Out of line, so that the fast paths keep no registers for it:
+// `class_of()` gives the class again (malloc's recomputes it from the size),
+// and `slow` is the caller's slow path. What these capture (malloc's size)
+// is then passed in the register it arrived in, with no move on the fast path.
+template <ThreadHeap::Fit kFit, typename Slow, typename ClassOf>
+[[gnu::noinline]] void* refill_or(Slow slow, ClassOf class_of, ThreadHeap* heap) noexcept {
+  size_t size_class = class_of();
   if (heap != &g_empty_heap && !heap->sample_pending(size_class)) {
     if (FreeBlock* block = heap->allocate_slow(size_class, kFit)) return block;
   }
   return slow();
 }
 
-// A block of class `size_class` (or, past the class's slabs, of a larger
-// class if kFit allows): the class's bin, else the current slab's free list
-// (ThreadHeap::pop), else the refill; `slow()` past that.
-template <ThreadHeap::Fit kFit, typename Slow>
-[[gnu::always_inline]] inline void* take_or(size_t size_class, Slow slow) noexcept {
+// A block of the class `record` stands for (class_record_of(); or, past the
+// class's slabs, of a larger class if kFit allows): the class's bin, else
+// the current slab's free list (ThreadHeap::pop_record), else the refill;
+// `slow()` past that. `class_of()` is the class, for the refill.
+template <ThreadHeap::Fit kFit, typename Slow, typename ClassOf>
+[[gnu::always_inline]] inline void* take_or(size_t record, Slow slow, ClassOf class_of) noexcept {
   ThreadHeap* heap = tls_heap;
-  if (FreeBlock* block = heap->pop(size_class)) return block;
-  return refill_or<kFit>(slow, size_class, heap);
+  if (FreeBlock* block = heap->pop_record(record)) return block;
+  return refill_or<kFit>(slow, class_of, heap);
 }
 
 // The fast path of every small allocation (malloc, operator new). `slow()`
@@ -51,7 +53,8 @@ template <ThreadHeap::Fit kFit, typename Slow>
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
   if (__builtin_expect(shared_value::below(size, &g_fast.small_limit), 1)) {
-    return take_or<ThreadHeap::Fit::kOrLarger>(size_class_of(size), slow);
+    return take_or<ThreadHeap::Fit::kOrLarger>(class_record_of(size), slow,
+                                               [size] { return size_class_of(size); });
   }
   return slow();
 }
@@ -69,7 +72,8 @@ template <typename Slow>
   if (__builtin_expect(need < limit, 1)) {
     size_t size_class = size_class_aligned(need, alignment);
     if (__builtin_expect(kSizeClasses[size_class].block_size < limit, 1)) {
-      return take_or<ThreadHeap::Fit::kExact>(size_class, slow);
+      return take_or<ThreadHeap::Fit::kExact>(size_class << kClassRecordShift, slow,
+                                              [size_class] { return size_class; });
     }
   }
   return slow();
@@ -85,7 +89,7 @@ template <typename Slow>
                            g_segment_map.contains_index(index),
                        1)) {
     Slab* slab = slab_of(segment_of(p), p);
-    if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->tag_of(p))
+    if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->free_tag())
       return slab;
   }
   return nullptr;

@@ -83,7 +83,7 @@ namespace {
       size_t index = static_cast<size_t>(at - slab->start) / slab->block_size;
       raw = slab->start + index * slab->block_size;
     }
-    if (static_cast<const FreeBlock*>(raw)->tag == free_tag(raw)) {
+    if (static_cast<const FreeBlock*>(raw)->tag == free_tag()) {
       // The block left the quarantine and is free again.
       if (at - static_cast<const char*>(raw) == static_cast<ptrdiff_t>(check::kHeaderSize))
         report::double_free(function, p, slab->block_size);

@@ -52,7 +52,7 @@ size_t take(size_t size_class, FreeBlock** out, size_t want, bool* last_zero) no
     FreeBlock* block = heap->take_block(size_class);
     if (block == nullptr) break;
     *last_zero = heap->next_is_zero(size_class);
-    block->tag = heap->tag_of(block);
+    block->tag = heap->free_tag();
     out[taken++] = block;
   }
   return taken;

@@ -120,7 +120,7 @@ bool ThreadHeap::carve(Slab* slab) {
   for (size_t i = count; i-- > 0;) {
     auto* block = reinterpret_cast<FreeBlock*>(from + i * size);
     block->next_encoded = encode_next(next);
-    block->tag = free_tag(block);
+    block->tag = free_tag();
     next = block;
   }
   if (!slab->has_free_blocks()) slab->free_is_zero = slab->fresh;
@@ -360,7 +360,7 @@ void ThreadHeap::after_local_free(Slab* slab) noexcept {
 }
 
 void ThreadHeap::push_remote(Slab* slab, FreeBlock* block) noexcept {
-  block->tag = free_tag(block);
+  block->tag = strata::free_tag();
   uintptr_t old = slab->remote_free.load(std::memory_order_relaxed);
   do {
     block->next_encoded = encode_next(reinterpret_cast<FreeBlock*>(old & ~kNotifyOwner));

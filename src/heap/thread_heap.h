@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "platform/instructions.h"
 #include "sizeclass/size_classes.h"
 #include "slab/segment.h"
 #include "slab/slab.h"
@@ -60,16 +61,19 @@ class ThreadHeap {
   // write after free: the slow path then reports it), or when the class's
   // counting period has run out (see "Sampling" below). Budget: about 20
   // instructions.
-  FreeBlock* pop(size_t size_class) {
-    Bin& bin = bin_of(size_class);
+  FreeBlock* pop(size_t size_class) { return pop_record(size_class << kClassRecordShift); }
+  // pop() of the class that class_record_of() gave as `record`: malloc's
+  // form, which reaches the bin from the record with one addition.
+  FreeBlock* pop_record(size_t record) {
+    Bin& bin = bin_at(bin_offset(0) + record);
     if (uint64_t count = bin.count; count != 0) {
       if (__builtin_expect(--bin.countdown < 0, 0)) return nullptr;
       FreeBlock* block = bin.slots[count - 1];
-      bin.count = count - 1;
+      instructions::decrement_in_place(bin.count);
       block->tag = 0;
       return block;
     }
-    Slab* slab = current_[size_class];
+    Slab* slab = current_[record >> kClassRecordShift];
     FreeBlock* block = slab->free;
     if (__builtin_expect(block == slab->list_end(), 0)) return nullptr;
     auto* next = reinterpret_cast<FreeBlock*>(block->next_encoded ^ keys_.list_key);
@@ -93,7 +97,7 @@ class ThreadHeap {
   void free_local(Slab* slab, FreeBlock* block) {
     FreeBlock* head = slab->free;
     block->next_encoded = reinterpret_cast<uintptr_t>(head) ^ keys_.list_key;
-    block->tag = reinterpret_cast<uintptr_t>(block) ^ keys_.tag_key;
+    block->tag = free_tag();
     slab->free = block;
     slab->free_is_zero = false;
     uint32_t used = --slab->used;
@@ -111,12 +115,12 @@ class ThreadHeap {
     Bin& bin = bin_at(offset);
     uint64_t count = bin.count;
     if (__builtin_expect(count >= bin.limit, 0)) return false;
-    // Read before the bin's stores: free has just computed it (its double
-    // free test), and a 64-bit store may alias keys_ for the compiler, which
-    // would then read and compute it again.
-    uintptr_t tag = tag_of(block);
+    // Read before the bin's stores: free has just read it (its double free
+    // test), and a 64-bit store may alias keys_ for the compiler, which would
+    // then read it again.
+    uintptr_t tag = free_tag();
     bin.slots[count] = block;
-    bin.count = count + 1;
+    instructions::increment_in_place(bin.count);
     block->tag = tag;
     return true;
   }
@@ -128,11 +132,9 @@ class ThreadHeap {
     return bins_[size_class].count == 0 && current_[size_class]->free_is_zero;
   }
 
-  // free_tag(block), from the heap's copy of the secrets (one load fewer on
-  // the fast paths than the global).
-  uintptr_t tag_of(const void* block) const {
-    return reinterpret_cast<uintptr_t>(block) ^ keys_.tag_key;
-  }
+  // strata::free_tag(), from the heap's copy of the secrets (one load fewer
+  // on the fast paths than the global).
+  uintptr_t free_tag() const { return keys_.tag_key; }
 
   // Takes a copy of the process secrets (once they exist).
   void adopt_secrets() { keys_ = g_secrets; }
@@ -316,6 +318,7 @@ class ThreadHeap {
     uint64_t limit;
     FreeBlock* slots[kBinSlots];
   };
+  static_assert(sizeof(Bin) == size_t{1} << kClassRecordShift, "see class_record_of()");
   static constexpr uint32_t bin_limit(size_t size_class) {
     size_t blocks = kBinBytes / kSizeClasses[size_class].block_size;
     return blocks < kBinSlots ? static_cast<uint32_t>(blocks) : kBinSlots;
@@ -326,14 +329,13 @@ class ThreadHeap {
     return static_cast<size_t>(reinterpret_cast<const char*>(&bins_[size_class]) -
                                reinterpret_cast<const char*>(this));
   }
-  // The bin at `offset`. The empty asm hides where the pointer came from, so
-  // that the compiler addresses the slots from it (one instruction) instead
-  // of folding the bin's offset into every slot index (three): 5 fewer
-  // instructions per malloc+free pair, and the fast paths read one register.
+  // The bin at `offset`. Its address is opaque to the compiler, so that it
+  // addresses the slots from it (one instruction) instead of folding the
+  // bin's offset into every slot index (three): 5 fewer instructions per
+  // malloc+free pair, and the fast paths read one register.
   Bin& bin_at(size_t offset) {
-    char* at = reinterpret_cast<char*>(this) + offset;
-    asm("" : "+r"(at));
-    return *reinterpret_cast<Bin*>(at);
+    return *instructions::opaque_base(
+        reinterpret_cast<Bin*>(reinterpret_cast<char*>(this) + offset));
   }
   Bin& bin_of(size_t size_class) { return bin_at(bin_offset(size_class)); }
   constexpr void start_empty() {

@@ -7,34 +7,19 @@
 // an atomic load into another instruction): one instruction more per test,
 // four per malloc+free pair. On x86-64 an aligned load of 8 bytes or fewer
 // is atomic, and has acquire ordering, whether or not it is part of a
-// compare, so the compares below read with the same guarantees. ThreadSanitizer
-// does not see inside asm: its builds use the builtins, so that it checks
-// these reads like any other atomic.
+// compare, so the compares below read with the same guarantees.
 #ifndef STRATA_PLATFORM_SHARED_VALUE_H
 #define STRATA_PLATFORM_SHARED_VALUE_H
 
 #include <cstdint>
 
-#if defined(__SANITIZE_THREAD__)
-#define STRATA_SHARED_VALUE_ASM 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define STRATA_SHARED_VALUE_ASM 0
-#endif
-#endif
-#if !defined(STRATA_SHARED_VALUE_ASM)
-#if defined(__x86_64__)
-#define STRATA_SHARED_VALUE_ASM 1
-#else
-#define STRATA_SHARED_VALUE_ASM 0
-#endif
-#endif
+#include "platform/instructions.h"  // STRATA_INLINE_ASM
 
 namespace strata::shared_value {
 
 // value < *limit, *limit read once (relaxed).
 inline bool below(uintptr_t value, const uintptr_t* limit) {
-#if STRATA_SHARED_VALUE_ASM
+#if STRATA_INLINE_ASM
   bool result;
   asm("cmpq %[limit], %[value]" : "=@ccb"(result) : [value] "r"(value), [limit] "m"(*limit));
   return result;
@@ -48,7 +33,7 @@ inline bool below(uintptr_t value, const uintptr_t* limit) {
 // reads after it. The memory clobber keeps the compiler from moving those
 // reads above it (the processor does not).
 inline bool below_acquire(uintptr_t value, const uintptr_t* limit) {
-#if STRATA_SHARED_VALUE_ASM
+#if STRATA_INLINE_ASM
   bool result;
   asm volatile("cmpq %[limit], %[value]"
                : "=@ccb"(result)
@@ -62,7 +47,7 @@ inline bool below_acquire(uintptr_t value, const uintptr_t* limit) {
 
 // *byte != 0, read once (relaxed).
 inline bool nonzero(const uint8_t* byte) {
-#if STRATA_SHARED_VALUE_ASM
+#if STRATA_INLINE_ASM
   bool result;
   asm("cmpb $0, %[byte]" : "=@ccne"(result) : [byte] "m"(*byte));
   return result;

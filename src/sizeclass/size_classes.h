@@ -26,8 +26,13 @@ inline constexpr size_t kMaxSlabUnits = 16;
 inline constexpr size_t kMinAlign = 16;
 inline constexpr size_t kNumClasses = 48;
 inline constexpr size_t kMaxSmallSize = 128 * 1024;
-// Every small request finds its class with one load from an 8 KiB table.
+// Every small request finds its class with one load from a 16 KiB table.
 inline constexpr size_t kLookupMax = kMaxSmallSize;
+// The table holds each class shifted left by kClassRecordShift: the thread
+// heap keeps a 256-byte record per class (its bin), which malloc's fast path
+// then addresses from the table's entry without a shift. Two instructions
+// fewer per malloc than a table of plain classes.
+inline constexpr size_t kClassRecordShift = 8;
 
 struct SizeClassInfo {
   uint32_t block_size;
@@ -84,7 +89,7 @@ constexpr std::array<SizeClassInfo, kNumClasses> make_class_table() {
   return table;
 }
 
-constexpr std::array<uint8_t, kLookupMax / 16 + 1> make_lookup_table();
+constexpr std::array<uint16_t, kLookupMax / 16 + 1> make_lookup_table();
 
 }  // namespace detail
 
@@ -100,22 +105,25 @@ constexpr size_t size_class_computed(size_t size) {
 }
 
 namespace detail {
-constexpr std::array<uint8_t, kLookupMax / 16 + 1> make_lookup_table() {
-  std::array<uint8_t, kLookupMax / 16 + 1> table{};
+constexpr std::array<uint16_t, kLookupMax / 16 + 1> make_lookup_table() {
+  std::array<uint16_t, kLookupMax / 16 + 1> table{};
   for (size_t i = 0; i < table.size(); ++i) {
     size_t size = i * 16;
-    table[i] = static_cast<uint8_t>(size <= 128 ? (size == 0 ? 0 : size / 16 - 1)
-                                                : size_class_computed(size));
+    size_t size_class = size <= 128 ? (size == 0 ? 0 : size / 16 - 1) : size_class_computed(size);
+    table[i] = static_cast<uint16_t>(size_class << kClassRecordShift);
   }
   return table;
 }
 }  // namespace detail
 
-inline constexpr std::array<uint8_t, kLookupMax / 16 + 1> kClassLookup =
+inline constexpr std::array<uint16_t, kLookupMax / 16 + 1> kClassLookup =
     detail::make_lookup_table();
+static_assert((kNumClasses - 1) << kClassRecordShift <= UINT16_MAX);
 
-// Any size <= kMaxSmallSize.
-inline size_t size_class_of(size_t size) { return kClassLookup[(size + 15) >> 4]; }
+// The class of any size <= kMaxSmallSize, shifted left by kClassRecordShift.
+inline size_t class_record_of(size_t size) { return kClassLookup[(size + 15) >> 4]; }
+// The class of any size <= kMaxSmallSize.
+inline size_t size_class_of(size_t size) { return class_record_of(size) >> kClassRecordShift; }
 
 // The first class holding `size` (<= kMaxSmallSize) whose block size is a
 // multiple of `alignment` (a power of two, at most kMaxSmallSize): slabs
