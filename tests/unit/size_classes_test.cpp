@@ -12,6 +12,8 @@ TEST(SizeClasses, EveryRequestGetsTheSmallestClassThatFits) {
   for (size_t size = 0; size <= kMaxSmallSize; ++size) {
     size_t cls = size_class_of(size);
     ASSERT_LT(cls, kNumClasses) << size;
+    // malloc's form of it: the class scaled to a bin's size.
+    ASSERT_EQ(class_record_of(size), cls << kClassRecordShift) << size;
     ASSERT_GE(kSizeClasses[cls].block_size, size) << size;
     if (cls > 0) {
       ASSERT_LT(kSizeClasses[cls - 1].block_size, size == 0 ? 1 : size) << size;
