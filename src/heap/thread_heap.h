@@ -337,7 +337,6 @@ class ThreadHeap {
     return *instructions::opaque_base(
         reinterpret_cast<Bin*>(reinterpret_cast<char*>(this) + offset));
   }
-  Bin& bin_of(size_t size_class) { return bin_at(bin_offset(size_class)); }
   constexpr void start_empty() {
     for (auto& slab : current_) slab = &g_no_slab;
   }
