@@ -84,11 +84,9 @@ template <typename Slow>
 // out: large blocks, foreign pointers, double frees, check mode).
 [[gnu::always_inline]] inline Slab* live_block_slab(const void* p,
                                                     const ThreadHeap* heap) noexcept {
-  uintptr_t index = SegmentMap::index_of(p);
-  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit) &&
-                           g_segment_map.contains_index(index),
-                       1)) {
-    Slab* slab = slab_of(segment_of(p), p);
+  uintptr_t index = SlabMap::index_of(p);
+  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit), 1)) {
+    Slab* slab = g_slab_map.slab_at(index);  // &g_no_slab, whose test fails, if none
     if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->free_tag())
       return slab;
   }
@@ -99,7 +97,7 @@ template <typename Slow>
 // is tls_heap): into this thread's class bin, or its slab when the bin is full.
 [[gnu::always_inline]] inline void free_live(ThreadHeap* heap, Slab* slab, void* p) noexcept {
   auto* block = static_cast<FreeBlock*>(p);
-  if (__builtin_expect(heap->push_bin(bin_offset_of(segment_of(p), p), block), 1)) return;
+  if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
   heap->free_to_slab(slab, block);
 }
 

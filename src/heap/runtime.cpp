@@ -166,8 +166,7 @@ void update_fast_path() {
   size_t threshold = large::mmap_threshold();
   if (threshold < limit) limit = threshold;
   __atomic_store_n(&g_fast.free_index_limit,
-                   features || !g_segment_map.ready() ? 0 : SegmentMap::kIndexLimit,
-                   __ATOMIC_RELEASE);
+                   features || !g_slab_map.ready() ? 0 : SlabMap::kIndexLimit, __ATOMIC_RELEASE);
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
 
@@ -215,7 +214,8 @@ void initialize() {
   // Frees by threads without a heap check free tags with this heap's copy.
   g_empty_heap.adopt_secrets();
   large::init();
-  g_segment_map.prepare();  // if this fails, free takes the slow path until it works
+  g_segment_map.prepare();  // if this fails, the first segment tries again
+  g_slab_map.prepare();     // if this fails, free always takes the slow path
   pthread_key_create(&g_thread_key, on_thread_exit);
   update_fast_path();
   g_state.store(kReady, std::memory_order_release);

@@ -14,20 +14,20 @@ namespace strata {
 // What the inline fast paths need to know, in one cache line. Written with
 // release stores at start-up and when options change, read by every thread
 // as atomics (platform/shared_value.h; free's limit with acquire ordering:
-// free then reads the segment map that start-up set up). Before start-up
+// free then reads the slab map that start-up set up). Before start-up
 // small_limit is 0, so the first allocation takes the slow path and starts
 // the allocator; it is also 0 while a debugging feature (perturb, checks)
 // needs every call to go through the slow path.
 struct alignas(64) FastPathState {
   size_t small_limit = 0;  // requests below this may use the fast path
-  // free's fast path considers pointers whose segment index is below this:
-  // SegmentMap::kIndexLimit normally, 0 when every free must go slow.
+  // free's fast path considers pointers whose unit index is below this:
+  // SlabMap::kIndexLimit normally, 0 when every free must go slow.
   uintptr_t free_index_limit = 0;
 };
 // Hidden: read on every call. A plain extern declaration may be defined in
 // another module, so the compiler would load its address from the GOT
 // first, one more instruction per access (the same holds for the other
-// globals the fast paths read: g_segment_map, g_no_slab, g_empty_heap).
+// globals the fast paths read: g_slab_map, g_no_slab, g_empty_heap).
 extern constinit FastPathState g_fast __attribute__((visibility("hidden")));
 
 // The calling thread's heap: &g_empty_heap until it first allocates.

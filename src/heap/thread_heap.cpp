@@ -10,7 +10,7 @@ namespace strata {
 
 constinit ThreadHeap g_empty_heap;
 
-// Segment::unit_bin holds a bin's offset in a heap in 16 bits.
+// Slab::bin_offset holds a bin's offset in a heap in 16 bits.
 static_assert(sizeof(ThreadHeap) <= UINT16_MAX);
 
 namespace {
@@ -179,7 +179,8 @@ void ThreadHeap::start_sampling(uint32_t rate, size_t max_size) {
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     if (!class_started(cls)) continue;  // next_period() starts it
     counted_[cls] = allocations(cls);
-    period_[cls] = bins_[cls].countdown = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
+    period_[cls] = cls < sample_classes_ ? draw_period() : kEndlessPeriod;
+    bins_[cls].set_countdown(period_[cls]);
   }
 }
 
@@ -197,11 +198,12 @@ void ThreadHeap::next_period(size_t size_class) {
   if (!class_started(size_class)) bins_[size_class].limit = bins_on_ ? bin_limit(size_class) : 0;
   // A count of -1 is an allocation pop() did not serve: it is counted where
   // it is served (by pop() again, unless it is guarded).
-  int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
+  int64_t left = bins_[size_class].countdown() < 0 ? 0 : bins_[size_class].countdown();
   counted_[size_class] += static_cast<uint64_t>(period_[size_class] - left);
   bool sampled = size_class < sample_classes_;
   if (sampled) sample_pending_ = true;
-  period_[size_class] = bins_[size_class].countdown = sampled ? draw_period() : kEndlessPeriod;
+  period_[size_class] = sampled ? draw_period() : kEndlessPeriod;
+  bins_[size_class].set_countdown(period_[size_class]);
 }
 
 FreeBlock* ThreadHeap::allocate_slow(size_t size_class, Fit fit, bool* known_zero) noexcept {
@@ -210,7 +212,7 @@ FreeBlock* ThreadHeap::allocate_slow(size_t size_class, Fit fit, bool* known_zer
   renew_period(size_class);
   FreeBlock* block;
   bool zero = false;
-  if (bins_[size_class].count != 0) {
+  if (bins_[size_class].count() != 0) {
     // pop() failed with blocks in the bin only because the period ran out.
     block = pop(size_class);
   } else {
@@ -292,7 +294,7 @@ FreeBlock* ThreadHeap::borrow(size_t size_class) noexcept {
   for (size_t up = size_class + 1; up <= size_class + kBorrowClasses && up < kNumClasses; ++up) {
     if (kSizeClasses[up].block_size * 2 > size * 3) break;
     // A period that has run out ends at an allocation of the class's own.
-    if (bins_[up].countdown <= 0) continue;
+    if (bins_[up].countdown() <= 0) continue;
     // Counted as the larger class's allocation: the block is its slab's.
     if (FreeBlock* block = pop(up)) return block;
   }
@@ -308,7 +310,7 @@ FreeBlock* ThreadHeap::refill_shared(size_t size_class, bool* zero) noexcept {
   size_t want = bin.limit > 1 ? bin.limit / 2 : 1;
   size_t taken = central::take(size_class, bin.slots, want, zero);
   if (taken == 0) return nullptr;
-  bin.count = taken;
+  bin.set_count(taken);
   return pop(size_class);
 }
 
@@ -318,11 +320,12 @@ void ThreadHeap::free_shared(size_t size_class, FreeBlock* block) noexcept {
   // empty heap is every heapless thread's.
   Bin& bin = bins_[size_class];
   FreeBlock* out[kBinSlots + 1];
-  size_t moved = bin.count - bin.count / 2;
+  size_t count = bin.count();
+  size_t moved = count - count / 2;
   if (moved != 0) {
     for (size_t i = 0; i < moved; ++i) out[i] = bin.slots[i];
-    for (size_t i = moved; i < bin.count; ++i) bin.slots[i - moved] = bin.slots[i];
-    bin.count -= moved;
+    for (size_t i = moved; i < count; ++i) bin.slots[i - moved] = bin.slots[i];
+    bin.set_count(count - moved);
   }
   out[moved] = block;
   central::give(size_class, out, moved + 1);
@@ -384,13 +387,14 @@ void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
 void ThreadHeap::flush_bin(size_t size_class) noexcept {
   Bin& bin = bins_[size_class];
   if (is_shared_class(size_class)) {
-    if (bin.count == 0) return;  // not written: it may never have been
-    central::give(size_class, bin.slots, bin.count);
-    bin.count = 0;
+    if (bin.count() == 0) return;  // not written: it may never have been
+    central::give(size_class, bin.slots, bin.count());
+    bin.set_count(0);
     return;
   }
-  while (bin.count != 0) {
-    FreeBlock* block = bin.slots[--bin.count];
+  while (size_t count = bin.count()) {
+    FreeBlock* block = bin.slots[count - 1];
+    bin.set_count(count - 1);
     free_to_slab(slab_of(segment_of(block), block), block);
   }
 }
@@ -428,12 +432,12 @@ void ThreadHeap::release_class(size_t size_class) {
 
 void ThreadHeap::release_if_idle(size_t size_class) {
   // pop() counts every allocation down, whichever path serves it.
-  int64_t countdown = bins_[size_class].countdown;
+  int64_t countdown = bins_[size_class].countdown();
   bool idle = countdown == countdown_seen_[size_class];
   countdown_seen_[size_class] = countdown;
   if (!idle) return;
   Slab* current = current_[size_class];
-  bool holds_idle_memory = bins_[size_class].count != 0 || spare_[size_class] != nullptr ||
+  bool holds_idle_memory = bins_[size_class].count() != 0 || spare_[size_class] != nullptr ||
                            (current != &g_no_slab && current->used == 0);
   if (!holds_idle_memory) return;
   flush_bin(size_class);
@@ -450,7 +454,7 @@ void ThreadHeap::release_idle_classes(size_t busy_class) {
   idle_window_start_ = counters_.refills;
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     if (cls == busy_class) {
-      countdown_seen_[cls] = bins_[cls].countdown;
+      countdown_seen_[cls] = bins_[cls].countdown();
       continue;
     }
     release_if_idle(cls);

@@ -66,10 +66,12 @@ class ThreadHeap {
   // form, which reaches the bin from the record with one addition.
   FreeBlock* pop_record(size_t record) {
     Bin& bin = bin_at(bin_offset(0) + record);
-    if (uint64_t count = bin.count; count != 0) {
-      if (__builtin_expect(--bin.countdown < 0, 0)) return nullptr;
+    if (uint64_t count = bin.count(); count != 0) {
+      if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kTakeFromBin), 0)) {
+        bin.word += Bin::kOneBlock;  // the block stays; the countdown has run out
+        return nullptr;
+      }
       FreeBlock* block = bin.slots[count - 1];
-      instructions::decrement_in_place(bin.count);
       block->tag = 0;
       return block;
     }
@@ -83,7 +85,8 @@ class ThreadHeap {
             0)) {
       return nullptr;
     }
-    if (__builtin_expect(--bin.countdown < 0, 0)) return nullptr;
+    if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kOneAllocation), 0))
+      return nullptr;
     slab->free = next;
     block->tag = 0;
     ++slab->used;
@@ -108,19 +111,19 @@ class ThreadHeap {
   }
 
   // Fast path of a free by this thread, of a validated block (this heap's
-  // or another's) whose class's bin lies at `offset` (Segment::unit_bin):
+  // or another's) whose class's bin lies at `offset` (Slab::bin_offset):
   // into that bin, tagged free. False when the bin is full (the caller frees
   // it to its slab). Budget: about 7 instructions.
   bool push_bin(size_t offset, FreeBlock* block) {
     Bin& bin = bin_at(offset);
-    uint64_t count = bin.count;
+    uint64_t count = bin.count();
     if (__builtin_expect(count >= bin.limit, 0)) return false;
     // Read before the bin's stores: free has just read it (its double free
     // test), and a 64-bit store may alias keys_ for the compiler, which would
     // then read it again.
     uintptr_t tag = free_tag();
     bin.slots[count] = block;
-    instructions::increment_in_place(bin.count);
+    instructions::increment_in_place(bin.word);
     block->tag = tag;
     return true;
   }
@@ -129,7 +132,7 @@ class ThreadHeap {
   // (calloc need not clear it): it comes from the current slab, whose free
   // list is known zero.
   bool next_is_zero(size_t size_class) const {
-    return bins_[size_class].count == 0 && current_[size_class]->free_is_zero;
+    return bins_[size_class].count() == 0 && current_[size_class]->free_is_zero;
   }
 
   // strata::free_tag(), from the heap's copy of the secrets (one load fewer
@@ -229,13 +232,13 @@ class ThreadHeap {
   // Small blocks of the class handed out by this heap. Read by the
   // statistics while the owner allocates: a slightly stale value is fine.
   __attribute__((no_sanitize("thread"))) uint64_t allocations(size_t size_class) const {
-    int64_t left = bins_[size_class].countdown < 0 ? 0 : bins_[size_class].countdown;
+    int64_t left = bins_[size_class].countdown() < 0 ? 0 : bins_[size_class].countdown();
     return counted_[size_class] + static_cast<uint64_t>(period_[size_class] - left);
   }
   // Blocks of the class waiting in this heap's bin (counted as used by
   // their slabs): read by the statistics while the owner runs.
   __attribute__((no_sanitize("thread"))) uint32_t binned(size_t size_class) const {
-    return static_cast<uint32_t>(bins_[size_class].count);
+    return static_cast<uint32_t>(bins_[size_class].count());
   }
 
   // Links for the heap pool (runtime.cpp).
@@ -297,12 +300,14 @@ class ThreadHeap {
   // A period that ran out, or the class's first (see class_started()), is
   // followed by the next; pop() then counts it down without failing on it.
   void renew_period(size_t size_class) {
-    if (bins_[size_class].countdown <= 0) next_period(size_class);
+    if (bins_[size_class].countdown() <= 0) next_period(size_class);
   }
   int64_t draw_period();
 
-  // A period no program reaches: counting without sampling.
-  static constexpr int64_t kEndlessPeriod = int64_t{1} << 62;
+  // A period no program reaches: counting without sampling (2^46
+  // allocations of one class by one thread: a day at 800 million a second;
+  // then the next period starts).
+  static constexpr int64_t kEndlessPeriod = int64_t{1} << 46;
 
   // A bin holds at most kBinSlots blocks and kBinBytes of them: a thread
   // that stops allocating keeps at most 5.2 MiB of freed blocks in its bins
@@ -313,11 +318,29 @@ class ThreadHeap {
   // either path: one line for both.
   // No member initialisers: a heap on zeroed memory leaves its bins unwritten.
   struct alignas(64) Bin {
-    int64_t countdown;  // allocations left in the counting period
-    uint64_t count;     // 64-bit: it indexes slots without a widening move
+    // The blocks in `slots` (the low kCountBits) and, above them, the
+    // class's allocations left in the counting period (signed): malloc
+    // steps both with one subtraction, whose sign says whether the period
+    // has run out (one instruction fewer than two counters).
+    int64_t word;
     uint64_t limit;
+    uint64_t unused_;
     FreeBlock* slots[kBinSlots];
+
+    static constexpr int kCountBits = 16;
+    static constexpr int64_t kOneBlock = 1;
+    static constexpr int64_t kOneAllocation = int64_t{1} << kCountBits;
+    static constexpr int64_t kTakeFromBin = kOneAllocation + kOneBlock;
+    uint64_t count() const { return static_cast<uint16_t>(word); }
+    int64_t countdown() const { return word >> kCountBits; }
+    void set_count(uint64_t count) {
+      word = (word & -kOneAllocation) | static_cast<int64_t>(count);
+    }
+    void set_countdown(int64_t countdown) {
+      word = countdown * kOneAllocation + static_cast<int64_t>(count());
+    }
   };
+  static_assert(kBinSlots < (1 << Bin::kCountBits));
   static_assert(sizeof(Bin) == size_t{1} << kClassRecordShift, "see class_record_of()");
   static constexpr uint32_t bin_limit(size_t size_class) {
     size_t blocks = kBinBytes / kSizeClasses[size_class].block_size;

@@ -29,21 +29,26 @@
 
 namespace strata::instructions {
 
-// ++value / --value as one read-modify-write of memory. When the code has
+// ++value as one read-modify-write of memory. When the code has
 // just loaded `value` into a register (to test or index with it), the
 // compilers compute the new value there and store it: two instructions.
-inline void increment_in_place(uint64_t& value) {
+inline void increment_in_place(int64_t& value) {
 #if STRATA_INLINE_ASM
   asm("incq %0" : "+m"(value));
 #else
   ++value;
 #endif
 }
-inline void decrement_in_place(uint64_t& value) {
+// value -= amount as one read-modify-write of memory; true if the result is
+// negative (the flag the subtraction sets, tested by the branch after it).
+inline bool subtract_in_place(int64_t& value, int64_t amount) {
 #if STRATA_INLINE_ASM
-  asm("decq %0" : "+m"(value));
+  bool negative;
+  asm("subq %2, %0" : "+m"(value), "=@ccs"(negative) : "er"(amount));
+  return negative;
 #else
-  --value;
+  value -= amount;
+  return value < 0;
 #endif
 }
 

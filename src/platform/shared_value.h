@@ -1,13 +1,13 @@
 // Tests of shared values that other threads may change, read as atomics and
-// compared in the same instruction (x86-64).
+// compared or added in the same instruction (x86-64).
 //
-// The fast paths test the limits in g_fast, a byte of the segment map and a
-// slab's carved bound on every call. Written with __atomic_load_n, g++ and
-// clang load the value into a register and then compare it (they never fold
-// an atomic load into another instruction): one instruction more per test,
-// four per malloc+free pair. On x86-64 an aligned load of 8 bytes or fewer
-// is atomic, and has acquire ordering, whether or not it is part of a
-// compare, so the compares below read with the same guarantees.
+// The fast paths test the limits in g_fast and a slab's carved bound, and
+// add up an entry of the slab map, on every call. Written with
+// __atomic_load_n, g++ and clang load the value into a register and then
+// compare or add it (they never fold an atomic load into another
+// instruction): one instruction more each, four per malloc+free pair. On x86-64 an aligned load of
+// 8 bytes or fewer is atomic, and has acquire ordering, whether or not it is part of a compare, so
+// the compares below read with the same guarantees.
 #ifndef STRATA_PLATFORM_SHARED_VALUE_H
 #define STRATA_PLATFORM_SHARED_VALUE_H
 
@@ -45,14 +45,13 @@ inline bool below_acquire(uintptr_t value, const uintptr_t* limit) {
 #endif
 }
 
-// *byte != 0, read once (relaxed).
-inline bool nonzero(const uint8_t* byte) {
+// base + *addend, *addend read once (relaxed).
+inline uintptr_t plus(uintptr_t base, const uintptr_t* addend) {
 #if STRATA_INLINE_ASM
-  bool result;
-  asm("cmpb $0, %[byte]" : "=@ccne"(result) : [byte] "m"(*byte));
-  return result;
+  asm("addq %[addend], %[base]" : [base] "+r"(base) : [addend] "m"(*addend));
+  return base;
 #else
-  return __atomic_load_n(byte, __ATOMIC_RELAXED) != 0;
+  return base + __atomic_load_n(addend, __ATOMIC_RELAXED);
 #endif
 }
 

@@ -121,6 +121,9 @@ struct Slab {
   uint64_t carved_bound = 0;
   uint32_t block_size = 0;
   uint32_t capacity = 0;
+  // Where the thread heaps keep the bin of the slab's class
+  // (ThreadHeap::bin_offset): free reads it with the fields above.
+  uint16_t bin_offset = 0;
   uint8_t size_class = 0;
   uint8_t units = 0;
   uint8_t first_unit = 0;

@@ -12,6 +12,7 @@
 namespace strata {
 
 constinit SegmentMap g_segment_map;
+constinit SlabMap g_slab_map;
 constinit Slab g_no_slab;
 
 bool SegmentMap::prepare() {
@@ -34,6 +35,28 @@ bool SegmentMap::insert(const Segment* segment) {
 
 void SegmentMap::erase(const Segment* segment) {
   __atomic_store_n(&bytes_[index_of(segment)], 0, __ATOMIC_RELEASE);
+}
+
+bool SlabMap::prepare() {
+  if (entries_ == nullptr)
+    entries_ = static_cast<uintptr_t*>(os::map_readonly(kIndexLimit * sizeof(uintptr_t)));
+  return entries_ != nullptr;
+}
+
+bool SlabMap::open(const Segment* segment) {
+  if (!ready()) return true;
+  // A segment's 64 entries are 512 bytes, aligned: within one page.
+  uintptr_t entries = reinterpret_cast<uintptr_t>(&entries_[index_of(segment)]);
+  uintptr_t page = entries & ~(uintptr_t{os::g_caps.page_size} - 1);
+  return os::make_writable(reinterpret_cast<void*>(page), os::g_caps.page_size);
+}
+
+void SlabMap::set(const Segment* segment, size_t first, size_t count, const Slab* slab) {
+  if (!ready()) return;
+  uintptr_t entry = reinterpret_cast<uintptr_t>(slab) - reinterpret_cast<uintptr_t>(&g_no_slab);
+  uintptr_t index = index_of(segment) + first;
+  for (size_t unit = 0; unit < count; ++unit)
+    __atomic_store_n(&entries_[index + unit], entry, __ATOMIC_RELEASE);
 }
 
 namespace slab_pool {
@@ -120,7 +143,7 @@ Segment* create_segment() {
   // brk memory is committed by the kernel as it is handed to us; so is a
   // lazily committed reservation.
   segment->committed_units = (from_brk || !os::g_caps.explicit_commit) ? kAllUnits : 1;
-  if (!g_segment_map.insert(segment)) {
+  if (!g_slab_map.open(segment) || !g_segment_map.insert(segment)) {
     if (from_brk)
       os::sbrk(-static_cast<intptr_t>(kSegmentSize));
     else
@@ -171,6 +194,12 @@ void purge_units(Segment* segment, uint64_t mask) {
     g_dirty_bytes -= count * kUnitSize;
     g_purged_total += count * kUnitSize;
   }
+}
+
+// The `count` units from `first` now belong to `slab` (&g_no_slab: none).
+void assign_units(Segment* segment, size_t first, size_t count, Slab* slab) {
+  for (size_t unit = first; unit < first + count; ++unit) segment->unit_slab[unit] = slab;
+  g_slab_map.set(segment, first, count, slab);
 }
 
 // Unmaps segments with nothing in them and no resident memory left, keeping
@@ -284,10 +313,8 @@ Slab* allocate(size_t size_class, ThreadHeap* owner, uint16_t bin_offset) {
   slab->units = static_cast<uint8_t>(info.slab_units);
   slab->first_unit = static_cast<uint8_t>(first);
   slab->capacity = info.capacity;
-  for (size_t unit = first; unit < first + info.slab_units; ++unit) {
-    segment->unit_slab[unit] = slab;
-    segment->unit_bin[unit] = bin_offset;
-  }
+  slab->bin_offset = bin_offset;
+  assign_units(segment, first, info.slab_units, slab);
   return slab;
 }
 
@@ -297,7 +324,7 @@ void release(Slab* slab) {
   size_t count = slab->units;
   uint64_t run = unit_mask(first, count);
   LockGuard guard(g_lock);
-  for (size_t unit = first; unit < first + count; ++unit) segment->unit_slab[unit] = &g_no_slab;
+  assign_units(segment, first, count, &g_no_slab);
   slab->owner = nullptr;
   __atomic_store_n(&slab->carved_bound, 0, __ATOMIC_RELAXED);  // no block start any more
   segment->free_units |= run;

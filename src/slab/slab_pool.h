@@ -14,7 +14,7 @@
 namespace strata::slab_pool {
 
 // A new slab of `size_class` owned by `owner`, or nullptr with errno ENOMEM.
-// `bin_offset`: where the heaps keep the class's bin (Segment::unit_bin).
+// `bin_offset`: where the heaps keep the class's bin (Slab::bin_offset).
 Slab* allocate(size_t size_class, ThreadHeap* owner, uint16_t bin_offset);
 
 // Takes back a slab with no blocks in use. Its memory stays resident until

@@ -162,14 +162,15 @@ TEST(Core, ReallocMovesBlocksOfOtherThreads) {
   for (char* p : blocks) strata_free(p);
 }
 
-// free finds a block's bin through its unit (Segment::unit_bin): every unit
-// of a slab that spans several must lead to the bin of the slab's class, or
-// a block would go back into another class's bin.
-TEST(Core, EveryUnitOfASlabLeadsToItsClassBin) {
+// free finds a block's slab through the slab map, one entry per unit: every
+// unit of a slab that spans several must lead to that slab (and so to the
+// bin of its class), or a block would go back into another class's bin.
+TEST(Core, EveryUnitOfASlabLeadsToItsSlab) {
   constexpr size_t kSize = 12000;  // slabs of four units; a class no other test uses
   const size_t size_class = size_class_of(kSize);
   ASSERT_GT(kSizeClasses[size_class].slab_units, 1u);
   const size_t per_slab = kSizeClasses[size_class].capacity;
+  ASSERT_TRUE(g_slab_map.ready());
   // In a thread of its own, so that the main thread's heap keeps no trace,
   // after a trim, so that the parked heap it takes has no free blocks of
   // the next classes to borrow.
@@ -178,13 +179,14 @@ TEST(Core, EveryUnitOfASlabLeadsToItsClassBin) {
     std::vector<void*> blocks(2 * per_slab);
     for (auto& b : blocks) b = strata_malloc(kSize);
     void* small = strata_malloc(16);
-    const size_t small_bin = bin_offset_of(segment_of(small), small);
+    const size_t small_bin = slab_of(segment_of(small), small)->bin_offset;
     size_t units_seen = 0;
     for (void* b : blocks) {
       Slab* slab = slab_of(segment_of(b), b);
       ASSERT_EQ(slab->size_class, size_class);
-      EXPECT_EQ(bin_offset_of(segment_of(b), b), bin_offset_of(segment_of(blocks[0]), blocks[0]));
-      EXPECT_NE(bin_offset_of(segment_of(b), b), small_bin);
+      EXPECT_EQ(g_slab_map.slab_at(SlabMap::index_of(b)), slab);
+      EXPECT_EQ(slab->bin_offset, slab_of(segment_of(blocks[0]), blocks[0])->bin_offset);
+      EXPECT_NE(slab->bin_offset, small_bin);
       if (unit_of(b) != slab->first_unit) ++units_seen;
     }
     EXPECT_GT(units_seen, 0u);
@@ -195,6 +197,38 @@ TEST(Core, EveryUnitOfASlabLeadsToItsClassBin) {
     EXPECT_EQ(strata_malloc(kSize), last);
     for (void* b : blocks) strata_free(b);
     strata_free(small);
+  }).join();
+}
+
+// Every unit of no slab reads as g_no_slab in the slab map, whose block-start
+// test fails for every address: free's fast path relies on it to pass
+// foreign pointers, large blocks and the blocks of released slabs on to the
+// slow path.
+TEST(Core, UnitsOfNoSlabReadAsTheEmptySlab) {
+  ASSERT_TRUE(g_slab_map.ready());
+  int on_stack = 0;
+  void* large = strata_malloc(1 << 20);
+  void* small = strata_malloc(64);
+  ASSERT_NE(large, nullptr);
+  ASSERT_NE(small, nullptr);
+  const void* elsewhere[] = {&on_stack, large, segment_of(small), &g_no_slab};
+  for (const void* p : elsewhere) {
+    Slab* slab = g_slab_map.slab_at(SlabMap::index_of(p));
+    EXPECT_EQ(slab, &g_no_slab) << p;
+    EXPECT_FALSE(slab->is_block_start(p)) << p;
+  }
+  strata_free(large);
+  strata_free(small);
+
+  // A slab given back to the pool: its units no longer lead to it.
+  std::thread([] {
+    void* block = strata_malloc(20000);
+    ASSERT_NE(block, nullptr);
+    const uintptr_t index = SlabMap::index_of(block);
+    EXPECT_EQ(g_slab_map.slab_at(index), slab_of(segment_of(block), block));
+    strata_free(block);
+    strata_trim(0);
+    EXPECT_EQ(g_slab_map.slab_at(index), &g_no_slab);
   }).join();
 }
 
@@ -447,7 +481,7 @@ TEST(Core, AHeapWritesOnlyTheBinsOfTheClassesItUses) {
   const size_t size_class = kNumClasses / 2;
   FreeBlock* block = heap->allocate_slow(size_class, ThreadHeap::Fit::kExact);
   ASSERT_NE(block, nullptr);
-  const size_t bin_offset = bin_offset_of(segment_of(block), block);
+  const size_t bin_offset = slab_of(segment_of(block), block)->bin_offset;
   const size_t first_bin_page = bin_offset / page;
   const size_t last_bin_page = (bin_offset + 255) / page;
   ASSERT_GT(first_bin_page, 0u);
