@@ -83,6 +83,12 @@ template <typename Slow>
   return slow();
 }
 
+// True if p is a block of `slab` (&g_no_slab: of none) that is not free.
+[[gnu::always_inline]] inline bool is_live_block(const Slab* slab, const void* p,
+                                                 const ThreadHeap* heap) noexcept {
+  return slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->free_tag();
+}
+
 // The slab of p if p is a live block of some thread's slab, found without
 // a lock; nullptr for everything else (then the caller's slow path sorts it
 // out: large blocks, foreign pointers, double frees, check mode).
@@ -91,8 +97,7 @@ template <typename Slow>
   uintptr_t index = SlabMap::index_of(p);
   if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit), 1)) {
     Slab* slab = g_slab_map.slab_at(index);  // &g_no_slab, whose test fails, if none
-    if (slab->is_block_start(p) && static_cast<const FreeBlock*>(p)->tag != heap->free_tag())
-      return slab;
+    if (is_live_block(slab, p, heap)) return slab;
   }
   return nullptr;
 }

@@ -59,7 +59,7 @@ inline auto retry_after_trim(Allocate allocate) {
 void* allocate(size_t size, bool zero);
 // The same at an alignment (a power of two).
 void* aligned_plain(size_t alignment, size_t size);
-// A small block of `slab` back to it (through the thread's heap).
+// A small block of `slab` into the thread's bin, or back to its slab.
 void release_small(Slab* slab, void* p);
 void free_plain(void* p, const char* function);
 void* realloc_plain(void* p, size_t size);

@@ -1,19 +1,23 @@
 // The modes strata chooses at start-up: explicit commit under strict
 // overcommit (forced with STRATA_OVERCOMMIT=strict), the data-segment heap
-// (STRATA_OPTIONS=brk=1), guard sampling (guard_sample_rate=N) and check
-// mode (check=3). Each test
+// (STRATA_OPTIONS=brk=1), guard sampling (guard_sample_rate=N), check
+// mode (check=3), and the slab map, or frees without it where the address
+// space is limited (RLIMIT_AS, set by the test's command). Each test
 // applies only to the run that sets its mode (see tests/CMakeLists.txt) and
 // skips elsewhere.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <strata/strata.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -213,6 +217,66 @@ TEST(CheckMode, ExitedThreadsGiveTheirTableSlotsBack) {
     for (std::thread& t : threads) t.join();
   }
   EXPECT_LT(slots() - before, 2048u);
+}
+
+constexpr size_t kSlabMapBytes = size_t{16} << 30;  // an entry per 64 KiB of 2^47 bytes
+
+bool address_space_limited() {
+  rlimit limit{};
+  return getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
+}
+
+// Read-only anonymous mappings of 16 GiB or more in all (the kernel merges
+// the map with read-only neighbours, and splits it where it is writable).
+bool slab_map_present() {
+  size_t read_only = 0;
+  for (const Mapping& m : read_maps()) {
+    if (m.perms == "r--p" && m.name.empty()) read_only += m.end - m.start;
+  }
+  return read_only >= kSlabMapBytes - 64 * kMiB;
+}
+
+// The slab map is address space, not memory: 16 GiB mapped read-only, which
+// strict overcommit does not charge; only the pages describing segments
+// become writable (a page for each 32 MiB of address space that holds one).
+TEST(SlabMap, IsAddressSpaceNotMemory) {
+  if (address_space_limited()) GTEST_SKIP() << "the address space is limited";
+  strata_stats stats;
+  ASSERT_TRUE(read_stats(&stats)) << "run under LD_PRELOAD of libstrata.so";
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4096; ++i) blocks.push_back(std::malloc(opaque<size_t>(4000)));
+  EXPECT_TRUE(slab_map_present());
+  EXPECT_LT(charged_bytes(), kSlabMapBytes / 16);
+  for (void* p : blocks) std::free(p);
+}
+
+// Without room for the slab map, every free takes the slow path, which
+// finds live blocks through the segment map and puts them in the bin as the
+// fast path would: the block just freed is the next one handed out, a block
+// freed by another thread is taken in, and misuse is still caught there.
+TEST(SlabMap, FreesWorkWithoutIt) {
+  if (!address_space_limited()) GTEST_SKIP() << "run with RLIMIT_AS below 16 GiB";
+  EXPECT_FALSE(slab_map_present());
+  for (size_t size : {1, 32, 500, 1024, 1025, 5000, 100000}) {
+    void* p = std::malloc(opaque(size));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 1, size);
+    std::free(p);
+    EXPECT_EQ(std::malloc(opaque(size)), p) << size;
+    EXPECT_GE(malloc_usable_size(p), size);
+    std::free(p);
+  }
+  std::vector<void*> blocks(10000);
+  std::thread([&blocks] {
+    for (void*& p : blocks) p = std::malloc(opaque<size_t>(64));
+  }).join();
+  std::set<void*> distinct(blocks.begin(), blocks.end());
+  EXPECT_EQ(distinct.size(), blocks.size());
+  for (void* p : blocks) std::free(p);
+  void* p = std::malloc(opaque<size_t>(64));
+  EXPECT_TRUE(distinct.count(p) == 1) << "a block freed here comes back first";
+  std::free(p);
+  EXPECT_DEATH(std::free(p), "double free");
 }
 
 }  // namespace
