@@ -102,11 +102,13 @@ template <typename Slow>
   return nullptr;
 }
 
-// A block live_block_slab() found (its slab), freed by this thread (`heap`
-// is tls_heap): into this thread's class bin, or its slab when the bin is full.
-[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, Slab* slab, void* p) noexcept {
+// A live block of `slab`, freed by this thread (`heap` is tls_heap): into
+// this thread's bin of its class, which lies at `bin_offset` in every heap
+// (the slab's bin_offset), or into its slab when the bin is full.
+[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, Slab* slab, void* p,
+                                             size_t bin_offset) noexcept {
   auto* block = static_cast<FreeBlock*>(p);
-  if (__builtin_expect(heap->push_bin(slab->bin_offset, block), 1)) return;
+  if (__builtin_expect(heap->push_bin(bin_offset, block), 1)) return;
   heap->free_to_slab(slab, block);
 }
 
@@ -118,7 +120,8 @@ template <typename Slow>
 template <typename Slow>
 [[gnu::always_inline]] inline void free_with(void* p, Slow slow) noexcept {
   ThreadHeap* heap = tls_heap;
-  if (Slab* slab = live_block_slab(p, heap)) return free_live(heap, slab, p);
+  if (Slab* slab = live_block_slab(p, heap))
+    return free_live(heap, slab, p, g_slab_map.bin_offset_at(SlabMap::index_of(p)));
   return slow();
 }
 

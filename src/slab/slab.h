@@ -122,7 +122,7 @@ struct Slab {
   uint32_t block_size = 0;
   uint32_t capacity = 0;
   // Where the thread heaps keep the bin of the slab's class
-  // (ThreadHeap::bin_offset): free reads it with the fields above.
+  // (ThreadHeap::bin_offset), copied into the slab map, where free reads it.
   uint16_t bin_offset = 0;
   uint8_t size_class = 0;
   uint8_t units = 0;

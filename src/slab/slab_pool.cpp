@@ -39,13 +39,13 @@ void SegmentMap::erase(const Segment* segment) {
 
 bool SlabMap::prepare() {
   if (entries_ == nullptr)
-    entries_ = static_cast<uintptr_t*>(os::map_readonly(kIndexLimit * sizeof(uintptr_t)));
+    entries_ = static_cast<Entry*>(os::map_readonly(kIndexLimit * sizeof(Entry)));
   return entries_ != nullptr;
 }
 
 bool SlabMap::open(const Segment* segment) {
   if (!ready()) return true;
-  // A segment's 64 entries are 512 bytes, aligned: within one page.
+  // A segment's 64 entries are 1 KiB, aligned: within one page.
   uintptr_t entries = reinterpret_cast<uintptr_t>(&entries_[index_of(segment)]);
   uintptr_t page = entries & ~(uintptr_t{os::g_caps.page_size} - 1);
   return os::make_writable(reinterpret_cast<void*>(page), os::g_caps.page_size);
@@ -55,8 +55,12 @@ void SlabMap::set(const Segment* segment, size_t first, size_t count, const Slab
   if (!ready()) return;
   uintptr_t entry = reinterpret_cast<uintptr_t>(slab) - reinterpret_cast<uintptr_t>(&g_no_slab);
   uintptr_t index = index_of(segment) + first;
-  for (size_t unit = 0; unit < count; ++unit)
-    __atomic_store_n(&entries_[index + unit], entry, __ATOMIC_RELEASE);
+  for (size_t unit = 0; unit < count; ++unit) {
+    // A free that reads the new slab reads its bin_offset too.
+    __atomic_store_n(&entries_[index + unit].bin_offset, uintptr_t{slab->bin_offset},
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&entries_[index + unit].slab, entry, __ATOMIC_RELEASE);
+  }
 }
 
 namespace slab_pool {

@@ -162,9 +162,9 @@ TEST(Core, ReallocMovesBlocksOfOtherThreads) {
   for (char* p : blocks) strata_free(p);
 }
 
-// free finds a block's slab through the slab map, one entry per unit: every
-// unit of a slab that spans several must lead to that slab (and so to the
-// bin of its class), or a block would go back into another class's bin.
+// free finds a block's slab and bin through the slab map, one entry per
+// unit: every unit of a slab that spans several must lead to that slab and
+// the bin of its class, or a block would go back into another class's bin.
 TEST(Core, EveryUnitOfASlabLeadsToItsSlab) {
   constexpr size_t kSize = 12000;  // slabs of four units; a class no other test uses
   const size_t size_class = size_class_of(kSize);
@@ -185,6 +185,7 @@ TEST(Core, EveryUnitOfASlabLeadsToItsSlab) {
       Slab* slab = slab_of(segment_of(b), b);
       ASSERT_EQ(slab->size_class, size_class);
       EXPECT_EQ(g_slab_map.slab_at(SlabMap::index_of(b)), slab);
+      EXPECT_EQ(g_slab_map.bin_offset_at(SlabMap::index_of(b)), slab->bin_offset);
       EXPECT_EQ(slab->bin_offset, slab_of(segment_of(blocks[0]), blocks[0])->bin_offset);
       EXPECT_NE(slab->bin_offset, small_bin);
       if (unit_of(b) != slab->first_unit) ++units_seen;
