@@ -189,7 +189,7 @@ void free_slow(void* p, const char* function) noexcept {
   // through the segment map goes into the bin as on the fast path.
   // Without the slab map, glibc-simple took 2.5 times as long as with it
   // when these frees went through the whole slow path; now about as long
-  // (bench/fastpath: 87 instructions per pair against 51).
+  // (bench/fastpath: 87 instructions per pair against 52).
   if (__atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED) != 0 && g_segment_map.contains(p)) {
     ThreadHeap* heap = tls_heap;
     Slab* slab = slab_of(segment_of(p), p);

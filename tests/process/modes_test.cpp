@@ -219,14 +219,14 @@ TEST(CheckMode, ExitedThreadsGiveTheirTableSlotsBack) {
   EXPECT_LT(slots() - before, 2048u);
 }
 
-constexpr size_t kSlabMapBytes = size_t{16} << 30;  // an entry per 64 KiB of 2^47 bytes
+constexpr size_t kSlabMapBytes = size_t{32} << 30;  // 16 bytes per 64 KiB of 2^47 bytes
 
 bool address_space_limited() {
   rlimit limit{};
   return getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
 }
 
-// Read-only anonymous mappings of 16 GiB or more in all (the kernel merges
+// Read-only anonymous mappings of 32 GiB or more in all (the kernel merges
 // the map with read-only neighbours, and splits it where it is writable).
 bool slab_map_present() {
   size_t read_only = 0;
@@ -236,9 +236,9 @@ bool slab_map_present() {
   return read_only >= kSlabMapBytes - 64 * kMiB;
 }
 
-// The slab map is address space, not memory: 16 GiB mapped read-only, which
+// The slab map is address space, not memory: 32 GiB mapped read-only, which
 // strict overcommit does not charge; only the pages describing segments
-// become writable (a page for each 32 MiB of address space that holds one).
+// become writable (a page for each 16 MiB of address space that holds one).
 TEST(SlabMap, IsAddressSpaceNotMemory) {
   if (address_space_limited()) GTEST_SKIP() << "the address space is limited";
   strata_stats stats;
@@ -255,7 +255,7 @@ TEST(SlabMap, IsAddressSpaceNotMemory) {
 // fast path would: the block just freed is the next one handed out, a block
 // freed by another thread is taken in, and misuse is still caught there.
 TEST(SlabMap, FreesWorkWithoutIt) {
-  if (!address_space_limited()) GTEST_SKIP() << "run with RLIMIT_AS below 16 GiB";
+  if (!address_space_limited()) GTEST_SKIP() << "run with RLIMIT_AS below 32 GiB";
   EXPECT_FALSE(slab_map_present());
   for (size_t size : {1, 32, 500, 1024, 1025, 5000, 100000}) {
     void* p = std::malloc(opaque(size));
