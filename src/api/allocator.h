@@ -52,14 +52,10 @@ template <ThreadHeap::Fit kFit, typename Slow, typename ClassOf>
 // is what the caller does past it.
 template <typename Slow>
 [[gnu::always_inline]] inline void* malloc_with(size_t size, Slow slow) noexcept {
-  auto class_of = [size] { return size_class_of(size); };
-  if (__builtin_expect(shared_value::below(size, &g_fast.direct_limit), 1)) {
-    ThreadHeap* heap = tls_heap;
-    if (FreeBlock* block = heap->pop_direct(size)) return block;
-    return refill_or<ThreadHeap::Fit::kOrLarger>(slow, class_of, heap);
+  if (__builtin_expect(shared_value::below(size, &g_fast.small_limit), 1)) {
+    return take_or<ThreadHeap::Fit::kOrLarger>(class_record_of(size), slow,
+                                               [size] { return size_class_of(size); });
   }
-  if (__builtin_expect(shared_value::below(size, &g_fast.small_limit), 1))
-    return take_or<ThreadHeap::Fit::kOrLarger>(class_record_of(size), slow, class_of);
   return slow();
 }
 

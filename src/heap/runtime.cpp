@@ -167,8 +167,6 @@ void update_fast_path() {
   if (threshold < limit) limit = threshold;
   __atomic_store_n(&g_fast.free_index_limit,
                    features || !g_slab_map.ready() ? 0 : SlabMap::kIndexLimit, __ATOMIC_RELEASE);
-  size_t direct_limit = limit < ThreadHeap::kDirectMax + 1 ? limit : ThreadHeap::kDirectMax + 1;
-  __atomic_store_n(&g_fast.direct_limit, features ? 0 : direct_limit, __ATOMIC_RELEASE);
   __atomic_store_n(&g_fast.small_limit, features ? 0 : limit, __ATOMIC_RELEASE);
 }
 

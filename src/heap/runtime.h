@@ -20,9 +20,6 @@ namespace strata {
 // needs every call to go through the slow path.
 struct alignas(64) FastPathState {
   size_t small_limit = 0;  // requests below this may use the fast path
-  // Requests below this (at most ThreadHeap::kDirectMax + 1, and at most
-  // small_limit) find their bin without the class table.
-  size_t direct_limit = 0;
   // free's fast path considers pointers whose unit index is below this:
   // SlabMap::kIndexLimit normally, 0 when every free must go slow.
   uintptr_t free_index_limit = 0;

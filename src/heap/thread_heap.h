@@ -61,18 +61,38 @@ class ThreadHeap {
   // write after free: the slow path then reports it), or when the class's
   // counting period has run out (see "Sampling" below). Budget: about 20
   // instructions.
-  FreeBlock* pop(size_t size_class) { return pop_from(bins_[size_class]); }
+  FreeBlock* pop(size_t size_class) { return pop_record(size_class << kClassRecordShift); }
   // pop() of the class that class_record_of() gave as `record`: malloc's
-  // form for requests above kDirectMax, which reaches the bin from the
-  // record with one addition.
-  FreeBlock* pop_record(size_t record) { return pop_from(bin_at(bin_offset(0) + record)); }
-  // pop() of the class of a request of `size` bytes, at most kDirectMax:
-  // malloc's form, which reads the bin's address from the heap without the
-  // class table (two instructions fewer than pop_record).
-  static constexpr size_t kDirectMax = 1024;
-  FreeBlock* pop_direct(size_t size) {
-    return pop_from(*instructions::opaque_base(direct_[(size + 15) >> 4]));
+  // form, which reaches the bin from the record with one addition.
+  FreeBlock* pop_record(size_t record) {
+    Bin& bin = bin_at(bin_offset(0) + record);
+    if (uint64_t count = bin.count(); count != 0) {
+      if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kTakeFromBin), 0)) {
+        bin.word += Bin::kOneBlock;  // the block stays; the countdown has run out
+        return nullptr;
+      }
+      FreeBlock* block = bin.slots[count - 1];
+      block->tag = 0;
+      return block;
+    }
+    Slab* slab = current_[record >> kClassRecordShift];
+    FreeBlock* block = slab->free;
+    if (__builtin_expect(block == slab->list_end(), 0)) return nullptr;
+    auto* next = reinterpret_cast<FreeBlock*>(block->next_encoded ^ keys_.list_key);
+    if (__builtin_expect(
+            ((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(block)) >>
+             kSegmentShift) != 0,
+            0)) {
+      return nullptr;
+    }
+    if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kOneAllocation), 0))
+      return nullptr;
+    slab->free = next;
+    block->tag = 0;
+    ++slab->used;
+    return block;
   }
+
   // A validated block of this heap's slab (slab->owner == this) back on the
   // slab's free list, when the bin has no room. The follow-up runs only when
   // the slab was exhausted, or has just become empty and is not the current
@@ -342,39 +362,7 @@ class ThreadHeap {
   }
   constexpr void start_empty() {
     for (auto& slab : current_) slab = &g_no_slab;
-    for (size_t i = 0; i < kDirectBins; ++i)
-      direct_[i] = &bins_[kClassLookup[i] >> kClassRecordShift];
   }
-  size_t class_of(const Bin& bin) const { return static_cast<size_t>(&bin - bins_); }
-  // pop() from the bin of a class (the fast paths' forms above).
-  FreeBlock* pop_from(Bin& bin) {
-    if (uint64_t count = bin.count(); count != 0) {
-      if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kTakeFromBin), 0)) {
-        bin.word += Bin::kOneBlock;  // the block stays; the countdown has run out
-        return nullptr;
-      }
-      FreeBlock* block = bin.slots[count - 1];
-      block->tag = 0;
-      return block;
-    }
-    Slab* slab = current_[class_of(bin)];
-    FreeBlock* block = slab->free;
-    if (__builtin_expect(block == slab->list_end(), 0)) return nullptr;
-    auto* next = reinterpret_cast<FreeBlock*>(block->next_encoded ^ keys_.list_key);
-    if (__builtin_expect(
-            ((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(block)) >>
-             kSegmentShift) != 0,
-            0)) {
-      return nullptr;
-    }
-    if (__builtin_expect(instructions::subtract_in_place(bin.word, Bin::kOneAllocation), 0))
-      return nullptr;
-    slab->free = next;
-    block->tag = 0;
-    ++slab->used;
-    return block;
-  }
-
   // A class is started by its first allocation in this heap (next_period());
   // before that its bin is all zero: no limit, no count, a countdown of 0.
   bool class_started(size_t size_class) const { return period_[size_class] != 0; }
@@ -382,9 +370,6 @@ class ThreadHeap {
   Secrets keys_ = {0, 0};  // copy of g_secrets
   Counters counters_;
   Slab* current_[kNumClasses] = {};
-  // The bin of each request size up to kDirectMax, by 16 bytes (pop_direct()).
-  static constexpr size_t kDirectBins = kDirectMax / 16 + 1;
-  Bin* direct_[kDirectBins] = {};
   // Between the other fields, as they always were: with the bins at the end
   // of the heap and heaps page-aligned (two more pages left clean per heap),
   // glibc-thread-1t took 3.5% more CPU time (callgrind: 4% more first-level
