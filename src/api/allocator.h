@@ -87,37 +87,49 @@ template <typename Slow>
 
 // The slab of p if p is a live block of some thread's slab, found without
 // a lock; nullptr for everything else (then the caller's slow path sorts it
-// out: large blocks, foreign pointers, double frees, check mode).
+// out: large blocks, foreign pointers, double frees, check mode, no slab
+// map). For realloc and malloc_usable_size, which need the descriptor.
 [[gnu::always_inline]] inline Slab* live_block_slab(const void* p,
                                                     const ThreadHeap* heap) noexcept {
   uintptr_t index = SlabMap::index_of(p);
-  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit), 1)) {
-    Slab* slab = g_slab_map.slab_at(index);  // &g_no_slab, whose test fails, if none
+  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit) &&
+                           g_slab_map.entry_at(index).holds_blocks(),
+                       1)) {
+    Slab* slab = slab_of(segment_of(p), p);
     if (is_live_block(slab, p, heap)) return slab;
   }
   return nullptr;
 }
 
-// A live block of `slab`, freed by this thread (`heap` is tls_heap): into
-// this thread's bin of its class, which lies at `bin_offset` in every heap
-// (the slab's bin_offset), or into its slab when the bin is full.
-[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, Slab* slab, void* p,
+// A live block freed by this thread (`heap` is tls_heap): into this
+// thread's bin of its class, which lies at `bin_offset` in every heap
+// (Slab::bin_offset), or into its slab when the bin is full or not open.
+[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, void* p,
                                              size_t bin_offset) noexcept {
   auto* block = static_cast<FreeBlock*>(p);
   if (__builtin_expect(heap->push_bin(bin_offset, block), 1)) return;
-  heap->free_to_slab(slab, block);
+  heap->free_past_bin(block);
 }
 
 // The fast path of every free (free, operator delete): a valid, live block
 // of any thread's slab goes into this thread's class bin, without a branch
 // on whose slab it is (a program that frees others' blocks half the time,
 // as larson does, mispredicted that branch on almost every other free).
-// `slow()` handles everything else.
+// The block grid is tested with the slab map's entry and the magic number
+// in the bin it goes into, without reading the slab descriptor (see
+// SlabMap). `slow()` handles everything else.
 template <typename Slow>
 [[gnu::always_inline]] inline void free_with(void* p, Slow slow) noexcept {
   ThreadHeap* heap = tls_heap;
-  if (Slab* slab = live_block_slab(p, heap))
-    return free_live(heap, slab, p, g_slab_map.bin_offset_at(SlabMap::index_of(p)));
+  uintptr_t index = SlabMap::index_of(p);
+  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit), 1)) {
+    const SlabMap::Entry& entry = g_slab_map.entry_at(index);
+    size_t bin_offset = entry.bin_offset();
+    if (entry.is_block_start(p, heap->grid_magic(bin_offset)) &&
+        static_cast<const FreeBlock*>(p)->tag != heap->free_tag()) {
+      return free_live(heap, p, bin_offset);
+    }
+  }
   return slow();
 }
 

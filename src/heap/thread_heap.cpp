@@ -130,6 +130,7 @@ bool ThreadHeap::carve(Slab* slab) {
   uint64_t bound = slab->carved_bound;
   __atomic_store_n(&slab->carved_bound, bound + block_grid_bound(count, slab->grid_step),
                    __ATOMIC_RELAXED);
+  g_slab_map.raise_carved_bound(slab);
   return true;
 }
 
@@ -195,7 +196,10 @@ int64_t ThreadHeap::draw_period() {
 
 void ThreadHeap::next_period(size_t size_class) {
   // The class's first allocation in this heap opens its bin.
-  if (!class_started(size_class)) bins_[size_class].limit = bins_on_ ? bin_limit(size_class) : 0;
+  if (!class_started(size_class)) {
+    bins_[size_class].limit = bins_on_ ? bin_limit(size_class) : 0;
+    bins_[size_class].grid_magic = block_grid_magic(kSizeClasses[size_class].block_size);
+  }
   // A count of -1 is an allocation pop() did not serve: it is counted where
   // it is served (by pop() again, unless it is guarded).
   int64_t left = bins_[size_class].countdown() < 0 ? 0 : bins_[size_class].countdown();
@@ -382,6 +386,14 @@ void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
     free_shared(slab->size_class, block);
   else
     push_remote(slab, block);
+}
+
+void ThreadHeap::free_past_bin(FreeBlock* block) noexcept {
+  // The block passed free's grid test with its bin's magic number, which a
+  // bin not opened yet (all zero, no room) does not hold: test it again.
+  Slab* slab = slab_of(segment_of(block), block);
+  if (!slab->is_block_start(block)) return report::invalid_pointer("free", block);
+  free_to_slab(slab, block);
 }
 
 void ThreadHeap::flush_bin(size_t size_class) noexcept {

@@ -135,6 +135,10 @@ class ThreadHeap {
     return bins_[size_class].count() == 0 && current_[size_class]->free_is_zero;
   }
 
+  // block_grid_magic() of the class whose bin lies at `offset`
+  // (Slab::bin_offset); 0 if the heap has not opened that bin.
+  uint64_t grid_magic(size_t offset) { return bin_at(offset).grid_magic; }
+
   // strata::free_tag(), from the heap's copy of the secrets (one load fewer
   // on the fast paths than the global).
   uintptr_t free_tag() const { return keys_.tag_key; }
@@ -199,6 +203,9 @@ class ThreadHeap {
   // when it collects it. Out of line, so that the fast paths keep no
   // registers for it.
   void free_to_slab(Slab* slab, FreeBlock* block) noexcept;
+  // free_to_slab() of a block that passed free's fast tests, found from
+  // its address: free's fast path when the bin is full or not open.
+  void free_past_bin(FreeBlock* block) noexcept;
 
   // Collects remote frees and gives every empty slab back to the pool,
   // including current ones (trim, a heap parked for a while).
@@ -324,7 +331,10 @@ class ThreadHeap {
     // has run out (one instruction fewer than two counters).
     int64_t word;
     uint64_t limit;
-    uint64_t unused_;
+    // block_grid_magic() of the class (0 until the class starts): free's
+    // block-grid test reads it here, in the line it reads the count from,
+    // rather than from the slab descriptor (SlabMap).
+    uint64_t grid_magic;
     FreeBlock* slots[kBinSlots];
 
     static constexpr int kCountBits = 16;

@@ -2,7 +2,7 @@
 // compared or added in the same instruction (x86-64).
 //
 // The fast paths test the limits in g_fast and a slab's carved bound, and
-// add up an entry of the slab map, on every call. Written with
+// read a bin offset out of a slab map entry, on every call. Written with
 // __atomic_load_n, g++ and clang load the value into a register and then
 // compare or add it (they never fold an atomic load into another
 // instruction): one instruction more each, four per malloc+free pair. On x86-64 an aligned load of
@@ -52,6 +52,17 @@ inline uintptr_t plus(uintptr_t base, const uintptr_t* addend) {
   return base;
 #else
   return base + __atomic_load_n(addend, __ATOMIC_RELAXED);
+#endif
+}
+
+// The low 16 bits of *value, read once (relaxed), in one load.
+inline uint64_t low_16_bits(const uint64_t* value) {
+#if STRATA_INLINE_ASM
+  uint64_t result;
+  asm("movzwl %[value], %k[result]" : [result] "=r"(result) : [value] "m"(*value));
+  return result;
+#else
+  return __atomic_load_n(value, __ATOMIC_RELAXED) & 0xffff;
 #endif
 }
 

@@ -113,35 +113,61 @@ class SegmentMap {
 
 extern SegmentMap g_segment_map __attribute__((visibility("hidden")));
 
-// The fast paths' way from an address to its slab: one entry per unit of the
+// free's way from an address to its slab's block grid and its class's bin,
+// in one load from the address alone: one 16-byte entry per unit of the
 // 47-bit user address space, 32 GiB of address space mapped read-only like
 // the segment map (a page becomes writable, 4 KiB covering 16 MiB, when a
-// segment it describes is created). An entry holds its unit's slab
-// descriptor as an offset from g_no_slab, so that every unit of no slab,
-// written or never, reads as g_no_slab, whose block-start test fails for
-// every address; and beside it the slab's bin_offset, which free then reads
-// in parallel with the descriptor instead of after it (from the descriptor,
-// glibc-thread-1t took 6% more CPU time). free reaches a block's slab with
-// two shifts and one load, where the segment map's test, the segment's
-// address, the unit's index and the unit table took 13 instructions (5 more
-// per malloc+free pair).
+// segment it describes is created).
 //
-// It mirrors Segment::unit_slab, which stays the slow paths' authority:
+// An entry holds what the grid test needs of the unit's slab but the
+// class's magic number, which the thread heap keeps in the bin's first
+// line, read with the bin's count (ThreadHeap::grid_magic): the low 32 bits
+// of the slab's start, and its carved bound with the bin's offset folded
+// into its low bits (grid_bound_of()). A unit of no slab, written or never,
+// reads as all zero, and the grid test then fails for every address.
+//
+// free used to find the slab through the segment map's byte, the
+// segment's address, the unit's index and the segment's unit table, then
+// read the grid from the descriptor: 13 instructions and three more cache
+// lines, on two pages; the map takes four instructions and one line, and
+// free no longer reads the descriptor. The entries mirror the segments'
+// unit tables and the descriptors, which stay the slow paths' authority:
 // where the address space is too scarce for the map (RLIMIT_AS), it is not
 // made, and every free takes the slow path.
 class SlabMap {
  public:
+  struct Entry {
+    uint32_t start;       // the slab's start, low 32 bits
+    uint32_t unused;      // (an entry is 16 bytes: its index is shifted)
+    uint64_t grid_bound;  // grid_bound_of() the slab's carved bound and bin
+
+    // The offset in every thread heap of the bin of the slab's class.
+    size_t bin_offset() const { return shared_value::low_16_bits(&grid_bound); }
+    // False for a unit of no slab (or whose slab has carved no block yet).
+    bool holds_blocks() const { return __atomic_load_n(&grid_bound, __ATOMIC_RELAXED) != 0; }
+    // Slab::is_block_start() of the unit's slab, with the class's magic
+    // number; false for a unit of none. A block lies within 1 MiB of its
+    // slab's start, so 32 bits of each give the offset.
+    bool is_block_start(const void* p, uint64_t grid_magic) const {
+      uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p)) - start;
+      return shared_value::below(block_grid_code(offset, grid_magic), &grid_bound);
+    }
+  };
+  static_assert(sizeof(Entry) == 16);
+
+  // A slab's carved bound (block_grid_bound(), a multiple of 2^24 when
+  // blocks are carved, else 0) less 2^23, with its bin offset in the low 23
+  // bits: the codes block_grid_code() gives the carved blocks' starts stay
+  // below it, every other code stays at or above it (see Slab::carved_bound).
+  static uint64_t grid_bound_of(uint64_t carved_bound, size_t bin_offset) {
+    return carved_bound == 0 ? 0 : carved_bound - (uint64_t{1} << 23) + bin_offset;
+  }
+
   static constexpr uintptr_t kIndexLimit = uintptr_t{1} << (SegmentMap::kAddressBits - kUnitShift);
 
   static uintptr_t index_of(const void* p) { return reinterpret_cast<uintptr_t>(p) >> kUnitShift; }
-  // The slab of the unit at `index` (< kIndexLimit, and the map ready()), or
-  // &g_no_slab.
-  Slab* slab_at(uintptr_t index) const {
-    return reinterpret_cast<Slab*>(
-        shared_value::plus(reinterpret_cast<uintptr_t>(&g_no_slab), &entries_[index].slab));
-  }
-  // The bin_offset of that slab (which must be a live one).
-  size_t bin_offset_at(uintptr_t index) const { return entries_[index].bin_offset; }
+  // The entry of the unit at `index` (< kIndexLimit, and the map ready()).
+  const Entry& entry_at(uintptr_t index) const { return entries_[index]; }
   // Maps the table, at start-up, before any segment exists: a map made
   // later would miss their entries. False if the address space is short.
   bool prepare();
@@ -152,12 +178,10 @@ class SlabMap {
   // Under the slab pool's lock: the `count` units from `first` now belong to
   // `slab` (&g_no_slab: to none).
   void set(const Segment* segment, size_t first, size_t count, const Slab* slab);
+  // By the slab's owner, once it has raised slab->carved_bound.
+  void raise_carved_bound(const Slab* slab);
 
  private:
-  struct Entry {
-    uintptr_t slab;  // the slab's address minus g_no_slab's
-    uintptr_t bin_offset;
-  };
   Entry* entries_ = nullptr;
 };
 

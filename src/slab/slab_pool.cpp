@@ -53,14 +53,24 @@ bool SlabMap::open(const Segment* segment) {
 
 void SlabMap::set(const Segment* segment, size_t first, size_t count, const Slab* slab) {
   if (!ready()) return;
-  uintptr_t entry = reinterpret_cast<uintptr_t>(slab) - reinterpret_cast<uintptr_t>(&g_no_slab);
-  uintptr_t index = index_of(segment) + first;
-  for (size_t unit = 0; unit < count; ++unit) {
-    // A free that reads the new slab reads its bin_offset too.
-    __atomic_store_n(&entries_[index + unit].bin_offset, uintptr_t{slab->bin_offset},
+  Entry* entry = &entries_[index_of(segment) + first];
+  for (size_t unit = 0; unit < count; ++unit, ++entry) {
+    // No valid free of the unit's blocks runs meanwhile (g_no_slab's fields
+    // are all zero); the bound is atomic because the owner raises it while
+    // other threads free.
+    __atomic_store_n(&entry->grid_bound, 0, __ATOMIC_RELAXED);
+    entry->start = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab->start));
+    __atomic_store_n(&entry->grid_bound, grid_bound_of(slab->carved_bound, slab->bin_offset),
                      __ATOMIC_RELAXED);
-    __atomic_store_n(&entries_[index + unit].slab, entry, __ATOMIC_RELEASE);
   }
+}
+
+void SlabMap::raise_carved_bound(const Slab* slab) {
+  if (!ready()) return;
+  Entry* entry = &entries_[index_of(segment_of(slab)) + slab->first_unit];
+  uint64_t bound = grid_bound_of(slab->carved_bound, slab->bin_offset);
+  for (size_t unit = 0; unit < slab->units; ++unit, ++entry)
+    __atomic_store_n(&entry->grid_bound, bound, __ATOMIC_RELAXED);
 }
 
 namespace slab_pool {

@@ -184,8 +184,13 @@ TEST(Core, EveryUnitOfASlabLeadsToItsSlab) {
     for (void* b : blocks) {
       Slab* slab = slab_of(segment_of(b), b);
       ASSERT_EQ(slab->size_class, size_class);
-      EXPECT_EQ(g_slab_map.slab_at(SlabMap::index_of(b)), slab);
-      EXPECT_EQ(g_slab_map.bin_offset_at(SlabMap::index_of(b)), slab->bin_offset);
+      const SlabMap::Entry& entry = g_slab_map.entry_at(SlabMap::index_of(b));
+      const uint64_t magic = block_grid_magic(slab->block_size);
+      EXPECT_EQ(entry.start, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab->start)));
+      EXPECT_EQ(entry.grid_bound, SlabMap::grid_bound_of(slab->carved_bound, slab->bin_offset));
+      EXPECT_EQ(entry.bin_offset(), slab->bin_offset);
+      EXPECT_TRUE(entry.is_block_start(b, magic));
+      EXPECT_FALSE(entry.is_block_start(static_cast<char*>(b) + 16, magic));
       EXPECT_EQ(slab->bin_offset, slab_of(segment_of(blocks[0]), blocks[0])->bin_offset);
       EXPECT_NE(slab->bin_offset, small_bin);
       if (unit_of(b) != slab->first_unit) ++units_seen;
@@ -201,11 +206,11 @@ TEST(Core, EveryUnitOfASlabLeadsToItsSlab) {
   }).join();
 }
 
-// Every unit of no slab reads as g_no_slab in the slab map, whose block-start
-// test fails for every address: free's fast path relies on it to pass
-// foreign pointers, large blocks and the blocks of released slabs on to the
-// slow path.
-TEST(Core, UnitsOfNoSlabReadAsTheEmptySlab) {
+// Every unit of no slab reads as all zero in the slab map, and the block
+// grid test of such an entry fails for every address and magic number:
+// free's fast path relies on it to pass foreign pointers, large blocks and
+// the blocks of released slabs on to the slow path.
+TEST(Core, UnitsOfNoSlabHoldNoBlocks) {
   ASSERT_TRUE(g_slab_map.ready());
   int on_stack = 0;
   void* large = strata_malloc(1 << 20);
@@ -214,22 +219,25 @@ TEST(Core, UnitsOfNoSlabReadAsTheEmptySlab) {
   ASSERT_NE(small, nullptr);
   const void* elsewhere[] = {&on_stack, large, segment_of(small), &g_no_slab};
   for (const void* p : elsewhere) {
-    Slab* slab = g_slab_map.slab_at(SlabMap::index_of(p));
-    EXPECT_EQ(slab, &g_no_slab) << p;
-    EXPECT_FALSE(slab->is_block_start(p)) << p;
+    const SlabMap::Entry& entry = g_slab_map.entry_at(SlabMap::index_of(p));
+    EXPECT_FALSE(entry.holds_blocks()) << p;
+    for (uint64_t magic : {uint64_t{0}, block_grid_magic(16), block_grid_magic(4096)})
+      EXPECT_FALSE(entry.is_block_start(p, magic)) << p;
   }
   strata_free(large);
   strata_free(small);
 
-  // A slab given back to the pool: its units no longer lead to it.
+  // A slab given back to the pool: its units no longer hold any block.
   std::thread([] {
     void* block = strata_malloc(20000);
     ASSERT_NE(block, nullptr);
-    const uintptr_t index = SlabMap::index_of(block);
-    EXPECT_EQ(g_slab_map.slab_at(index), slab_of(segment_of(block), block));
+    const SlabMap::Entry& entry = g_slab_map.entry_at(SlabMap::index_of(block));
+    const uint64_t magic = block_grid_magic(slab_of(segment_of(block), block)->block_size);
+    EXPECT_TRUE(entry.is_block_start(block, magic));
     strata_free(block);
     strata_trim(0);
-    EXPECT_EQ(g_slab_map.slab_at(index), &g_no_slab);
+    EXPECT_FALSE(entry.holds_blocks());
+    EXPECT_FALSE(entry.is_block_start(block, magic));
   }).join();
 }
 

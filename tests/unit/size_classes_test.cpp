@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "sizeclass/size_classes.h"
+#include "slab/segment.h"
 #include "slab/slab.h"
 
 namespace strata {
@@ -53,8 +54,11 @@ TEST(SizeClasses, SlabsArePowerOfTwoUnitsHoldingEnoughBlocks) {
 
 // The fixed-point test used to validate block starts must be exact for every
 // offset a slab can have and every number of blocks carved: its code is
-// below the bound for n blocks exactly at the starts of blocks 0 to n - 1.
+// below the bound for n blocks exactly at the starts of blocks 0 to n - 1;
+// and so with the slab map's bound, which holds a bin offset in its low
+// bits (the largest here).
 TEST(SizeClasses, BlockGridTestIsExactForEveryOffset) {
+  constexpr size_t kBinOffset = UINT16_MAX;
   for (size_t cls = 0; cls < kNumClasses; ++cls) {
     uint32_t size = kSizeClasses[cls].block_size;
     uint64_t magic = block_grid_magic(size);
@@ -65,9 +69,11 @@ TEST(SizeClasses, BlockGridTestIsExactForEveryOffset) {
     for (uint64_t offset = 0; offset < limit; ++offset) {
       uint64_t code = block_grid_code(offset, magic);
       for (uint64_t blocks : carved) {
-        ASSERT_EQ(code < block_grid_bound(blocks, step),
-                  offset % size == 0 && offset / size < blocks)
+        bool start = offset % size == 0 && offset / size < blocks;
+        ASSERT_EQ(code < block_grid_bound(blocks, step), start)
             << "size " << size << " offset " << offset << " blocks " << blocks;
+        ASSERT_EQ(code < SlabMap::grid_bound_of(block_grid_bound(blocks, step), kBinOffset), start)
+            << "slab map: size " << size << " offset " << offset << " blocks " << blocks;
       }
     }
   }
