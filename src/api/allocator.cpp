@@ -119,7 +119,7 @@ BlockRef find_block(const void* p, const char* function) {
 
 void release_small(Slab* slab, void* p) {
   perturb_freed(p, slab->block_size);
-  free_live(tls_heap, p, slab->bin_offset);
+  free_live(tls_heap, p, slab);
 }
 
 namespace {
@@ -193,7 +193,7 @@ void free_slow(void* p, const char* function) noexcept {
   if (__atomic_load_n(&g_fast.small_limit, __ATOMIC_RELAXED) != 0 && g_segment_map.contains(p)) {
     ThreadHeap* heap = tls_heap;
     Slab* slab = slab_of(segment_of(p), p);
-    if (is_live_block(slab, p, heap)) return free_live(heap, p, slab->bin_offset);
+    if (is_live_block(slab, p, heap)) return free_live(heap, p, slab);
   }
   if (debugging()) {
     if (checking_only()) return checked_free(p, function, check::Release::kFree, 0, STRATA_SITE);
@@ -230,7 +230,7 @@ void* realloc_move(void* p, size_t size, Slab* slab) noexcept {
   if (moved == nullptr) return nullptr;  // the old block is untouched
   std::memcpy(moved, p, size < have ? size : have);
   // tls_heap again: malloc may just have given this thread its heap.
-  free_live(tls_heap, p, slab->bin_offset);
+  free_live(tls_heap, p, slab);
   return moved;
 }
 

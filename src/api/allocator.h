@@ -103,12 +103,17 @@ template <typename Slow>
 
 // A live block freed by this thread (`heap` is tls_heap): into this
 // thread's bin of its class, which lies at `bin_offset` in every heap
-// (Slab::bin_offset), or into its slab when the bin is full or not open.
-[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, void* p,
-                                             size_t bin_offset) noexcept {
+// (Slab::bin_offset), or, when the bin is full or not open, into its slab,
+// which `slab_of()` gives.
+template <typename SlabOf>
+[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, void* p, size_t bin_offset,
+                                             SlabOf slab_of) noexcept {
   auto* block = static_cast<FreeBlock*>(p);
   if (__builtin_expect(heap->push_bin(bin_offset, block), 1)) return;
-  heap->free_past_bin(block);
+  heap->free_past_bin(bin_offset, block, slab_of());
+}
+[[gnu::always_inline]] inline void free_live(ThreadHeap* heap, void* p, Slab* slab) noexcept {
+  free_live(heap, p, slab->bin_offset, [slab] { return slab; });
 }
 
 // The fast path of every free (free, operator delete): a valid, live block
@@ -127,7 +132,7 @@ template <typename Slow>
     size_t bin_offset = entry.bin_offset();
     if (entry.is_block_start(p, heap->grid_magic(bin_offset)) &&
         static_cast<const FreeBlock*>(p)->tag != heap->free_tag()) {
-      return free_live(heap, p, bin_offset);
+      return free_live(heap, p, bin_offset, [&entry, p] { return entry.slab_of(p); });
     }
   }
   return slow();

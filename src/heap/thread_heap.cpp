@@ -388,11 +388,11 @@ void ThreadHeap::free_to_slab(Slab* slab, FreeBlock* block) noexcept {
     push_remote(slab, block);
 }
 
-void ThreadHeap::free_past_bin(FreeBlock* block) noexcept {
+void ThreadHeap::free_past_bin(size_t bin_offset, FreeBlock* block, Slab* slab) noexcept {
   // The block passed free's grid test with its bin's magic number, which a
   // bin not opened yet (all zero, no room) does not hold: test it again.
-  Slab* slab = slab_of(segment_of(block), block);
-  if (!slab->is_block_start(block)) return report::invalid_pointer("free", block);
+  if (bin_at(bin_offset).grid_magic == 0 && !slab->is_block_start(block))
+    return report::invalid_pointer("free", block);
   free_to_slab(slab, block);
 }
 

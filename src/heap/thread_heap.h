@@ -203,9 +203,9 @@ class ThreadHeap {
   // when it collects it. Out of line, so that the fast paths keep no
   // registers for it.
   void free_to_slab(Slab* slab, FreeBlock* block) noexcept;
-  // free_to_slab() of a block that passed free's fast tests, found from
-  // its address: free's fast path when the bin is full or not open.
-  void free_past_bin(FreeBlock* block) noexcept;
+  // free_to_slab() of a block of `slab` that passed free's fast tests:
+  // free's fast path when the bin at `bin_offset` is full or not open.
+  void free_past_bin(size_t bin_offset, FreeBlock* block, Slab* slab) noexcept;
 
   // Collects remote frees and gives every empty slab back to the pool,
   // including current ones (trim, a heap parked for a while).

@@ -137,12 +137,16 @@ extern SegmentMap g_segment_map __attribute__((visibility("hidden")));
 class SlabMap {
  public:
   struct Entry {
-    uint32_t start;       // the slab's start, low 32 bits
-    uint32_t unused;      // (an entry is 16 bytes: its index is shifted)
-    uint64_t grid_bound;  // grid_bound_of() the slab's carved bound and bin
+    uint32_t start;        // the slab's start, low 32 bits
+    uint32_t slab_offset;  // the slab descriptor's offset in its segment
+    uint64_t grid_bound;   // grid_bound_of() the slab's carved bound and bin
 
     // The offset in every thread heap of the bin of the slab's class.
     size_t bin_offset() const { return shared_value::low_16_bits(&grid_bound); }
+    // The descriptor of the slab of p, a block of one.
+    Slab* slab_of(const void* p) const {
+      return reinterpret_cast<Slab*>(reinterpret_cast<char*>(segment_of(p)) + slab_offset);
+    }
     // False for a unit of no slab (or whose slab has carved no block yet).
     bool holds_blocks() const { return __atomic_load_n(&grid_bound, __ATOMIC_RELAXED) != 0; }
     // Slab::is_block_start() of the unit's slab, with the class's magic

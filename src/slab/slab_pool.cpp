@@ -60,6 +60,10 @@ void SlabMap::set(const Segment* segment, size_t first, size_t count, const Slab
     // other threads free.
     __atomic_store_n(&entry->grid_bound, 0, __ATOMIC_RELAXED);
     entry->start = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab->start));
+    entry->slab_offset = slab == &g_no_slab
+                             ? 0
+                             : static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab) -
+                                                     reinterpret_cast<uintptr_t>(segment));
     __atomic_store_n(&entry->grid_bound, grid_bound_of(slab->carved_bound, slab->bin_offset),
                      __ATOMIC_RELAXED);
   }
