@@ -92,11 +92,12 @@ template <typename Slow>
 [[gnu::always_inline]] inline Slab* live_block_slab(const void* p,
                                                     const ThreadHeap* heap) noexcept {
   uintptr_t index = SlabMap::index_of(p);
-  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit) &&
-                           g_slab_map.entry_at(index).holds_blocks(),
-                       1)) {
-    Slab* slab = slab_of(segment_of(p), p);
-    if (is_live_block(slab, p, heap)) return slab;
+  if (__builtin_expect(shared_value::below_acquire(index, &g_fast.free_index_limit), 1)) {
+    const SlabMap::Entry& entry = g_slab_map.entry_at(index);
+    if (__builtin_expect(entry.holds_blocks(), 1)) {
+      Slab* slab = entry.slab_of(p);
+      if (is_live_block(slab, p, heap)) return slab;
+    }
   }
   return nullptr;
 }

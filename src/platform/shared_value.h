@@ -1,13 +1,13 @@
-// Tests of shared values that other threads may change, read as atomics and
-// compared or added in the same instruction (x86-64).
+// Reads of shared values that other threads may change, as atomics, in the
+// instruction that uses them (x86-64).
 //
-// The fast paths test the limits in g_fast and a slab's carved bound, and
-// read a bin offset out of a slab map entry, on every call. Written with
-// __atomic_load_n, g++ and clang load the value into a register and then
-// compare or add it (they never fold an atomic load into another
-// instruction): one instruction more each, four per malloc+free pair. On x86-64 an aligned load of
-// 8 bytes or fewer is atomic, and has acquire ordering, whether or not it is part of a compare, so
-// the compares below read with the same guarantees.
+// The fast paths test the limits in g_fast and a carved bound, and take a
+// bin offset out of a slab map entry, on every call. Written with
+// __atomic_load_n, g++ and clang load the value into a register first (they
+// never fold an atomic load into another instruction): one instruction more
+// each. On x86-64 an aligned load of 8 bytes or fewer is atomic, and has
+// acquire ordering, whether or not it is part of another instruction, so
+// the reads below have the same guarantees.
 #ifndef STRATA_PLATFORM_SHARED_VALUE_H
 #define STRATA_PLATFORM_SHARED_VALUE_H
 
@@ -42,16 +42,6 @@ inline bool below_acquire(uintptr_t value, const uintptr_t* limit) {
   return result;
 #else
   return value < __atomic_load_n(limit, __ATOMIC_ACQUIRE);
-#endif
-}
-
-// base + *addend, *addend read once (relaxed).
-inline uintptr_t plus(uintptr_t base, const uintptr_t* addend) {
-#if STRATA_INLINE_ASM
-  asm("addq %[addend], %[base]" : [base] "+r"(base) : [addend] "m"(*addend));
-  return base;
-#else
-  return base + __atomic_load_n(addend, __ATOMIC_RELAXED);
 #endif
 }
 

@@ -12,9 +12,7 @@
 // p, slab = segment->unit_slab[unit]. The segment map (one byte per 4 MiB of
 // address space) says whether an address lies in a strata segment at all, so
 // the slow paths can tell strata's blocks from foreign pointers before
-// reading them. The fast paths go through the slab map instead: one entry
-// per unit of the address space, which takes an address to its slab in one
-// load.
+// reading them. free's fast path goes through the slab map instead (below).
 #ifndef STRATA_SLAB_SEGMENT_H
 #define STRATA_SLAB_SEGMENT_H
 
@@ -98,11 +96,11 @@ class SegmentMap {
     return index < kIndexLimit && bytes_ != nullptr &&
            __atomic_load_n(&bytes_[index], __ATOMIC_RELAXED) != 0;
   }
-  // Maps the table, at start-up. free's fast path reads it only once it is
-  // ready (runtime sets its index limit from this).
+  // Maps the table, at start-up.
   bool prepare();
   bool ready() const { return bytes_ != nullptr; }
-  // Under the slab pool's lock. False if the map cannot be made (ENOMEM).
+  // Under the slab pool's lock; maps the table if prepare() could not.
+  // False if the map cannot be made (ENOMEM).
   bool insert(const Segment* segment);
   void erase(const Segment* segment);
 
@@ -123,8 +121,10 @@ extern SegmentMap g_segment_map __attribute__((visibility("hidden")));
 // class's magic number, which the thread heap keeps in the bin's first
 // line, read with the bin's count (ThreadHeap::grid_magic): the low 32 bits
 // of the slab's start, and its carved bound with the bin's offset folded
-// into its low bits (grid_bound_of()). A unit of no slab, written or never,
-// reads as all zero, and the grid test then fails for every address.
+// into its low bits (grid_bound_of()); and where the slab's descriptor
+// lies, for a free past a full bin, realloc and malloc_usable_size. A unit
+// of no slab, written or never, reads as all zero, and the grid test then
+// fails for every address.
 //
 // free used to find the slab through the segment map's byte, the
 // segment's address, the unit's index and the segment's unit table, then
