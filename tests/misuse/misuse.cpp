@@ -108,6 +108,19 @@ SCENARIO void invalid_free_never_allocated_cross_thread() {
   free(opaque(static_cast<char*>(p) + 600 * kSmall));
 }
 
+SCENARIO void* allocate_3000_in_thread(void*) { return malloc(3000); }
+
+// An interior pointer of a block of a class this thread has never
+// allocated: its bin here is not open and holds no magic number for free's
+// block-grid test, so the block must be tested again against its slab.
+SCENARIO void invalid_free_interior_cross_thread() {
+  pthread_t thread;
+  void* p = nullptr;
+  pthread_create(&thread, nullptr, allocate_3000_in_thread, nullptr);
+  pthread_join(thread, &p);
+  free(opaque(static_cast<char*>(p) + 16));
+}
+
 SCENARIO void realloc_freed() {
   char* p = static_cast<char*>(malloc(kSmall));
   free(p);
