@@ -50,7 +50,8 @@ void release(void* p, size_t size);
 // Maps `size` committed, zero-filled bytes (for large blocks and metadata).
 void* map(size_t size);
 // Maps `size` bytes that read as zero and cannot be written (not charged
-// under strict overcommit); make_writable opens parts of it.
+// under strict overcommit), left out of core dumps; make_writable opens
+// parts of it.
 void* map_readonly(size_t size);
 bool make_writable(void* p, size_t size);
 

@@ -114,7 +114,13 @@ void make_inaccessible(void* p, size_t size) {
 
 void* map(size_t size) { return mmap_anonymous(size, PROT_READ | PROT_WRITE, 0); }
 
-void* map_readonly(size_t size) { return mmap_anonymous(size, PROT_READ, MAP_NORESERVE); }
+void* map_readonly(size_t size) {
+  void* p = mmap_anonymous(size, PROT_READ, MAP_NORESERVE);
+  // Left out of core dumps: the slab map is 32 GiB, and a dump piped to a
+  // handler (systemd-coredump) carries every page of it, zeros included.
+  if (p != nullptr) ::madvise(p, size, MADV_DONTDUMP);
+  return p;
+}
 
 bool make_writable(void* p, size_t size) {
   if (::mprotect(p, size, PROT_READ | PROT_WRITE) != 0) {
