@@ -180,7 +180,7 @@ class SlabMap {
   // if that fails (ENOMEM).
   bool open(const Segment* segment);
   // Under the slab pool's lock: the `count` units from `first` now belong to
-  // `slab` (&g_no_slab: to none).
+  // `slab`, which has carved no block (&g_no_slab: to none).
   void set(const Segment* segment, size_t first, size_t count, const Slab* slab);
   // By the slab's owner, once it has raised slab->carved_bound.
   void raise_carved_bound(const Slab* slab);

@@ -55,17 +55,14 @@ void SlabMap::set(const Segment* segment, size_t first, size_t count, const Slab
   if (!ready()) return;
   Entry* entry = &entries_[index_of(segment) + first];
   for (size_t unit = 0; unit < count; ++unit, ++entry) {
-    // No valid free of the unit's blocks runs meanwhile (g_no_slab's fields
-    // are all zero); the bound is atomic because the owner raises it while
-    // other threads free.
+    // A new slab has carved no block yet and a released one holds none: the
+    // units hold blocks once raise_carved_bound() says so, and the other
+    // fields are read only then. The bound is atomic because the owner
+    // raises it while other threads free.
     __atomic_store_n(&entry->grid_bound, 0, __ATOMIC_RELAXED);
     entry->start = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab->start));
-    entry->slab_offset = slab == &g_no_slab
-                             ? 0
-                             : static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab) -
-                                                     reinterpret_cast<uintptr_t>(segment));
-    __atomic_store_n(&entry->grid_bound, grid_bound_of(slab->carved_bound, slab->bin_offset),
-                     __ATOMIC_RELAXED);
+    entry->slab_offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(slab) -
+                                               reinterpret_cast<uintptr_t>(segment));
   }
 }
 
